@@ -1,0 +1,236 @@
+"""Reading checkpoint files safely and turning them into diffusers components, fully offline.
+
+Single files: the state dict is read once (safetensors, or torch.load(weights_only=True) for .ckpt/.pt), the family
+and configs are read off the keys and shapes (family.py), the configs are written to a local folder, and each
+component is built with diffusers' own single-file loaders given that folder (`from_single_file(sd, config=...)`).
+Diffusers folders load with `from_pretrained(local_files_only=True)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from webui import resources
+from webui.engine.checkpoints import family as fam
+from webui.settings import atomic_write_text
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint could not be loaded; the message names the file and why."""
+
+
+@dataclass
+class LoadedModel:
+    """The components of one checkpoint (shared by the txt2img / img2img / inpaint pipelines)."""
+
+    title: str
+    spec: fam.ModelSpec
+    components: dict  # unet, vae, text_encoder, tokenizer, [text_encoder_2, tokenizer_2]
+    scheduler_config: dict
+    path: Path
+    sha256: str | None = None
+    load_seconds: float = 0.0
+    own_vae: object | None = None  # the checkpoint's VAE, kept when another VAE is swapped in
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    def modules(self):
+        return [m for k, m in self.components.items() if isinstance(m, torch.nn.Module)]
+
+    def to(self, device=None, dtype=None):
+        for m in self.modules():
+            m.to(device=device, dtype=dtype)
+        return self
+
+
+def _fail(path: Path, why: str) -> CheckpointLoadError:
+    return CheckpointLoadError(f"Cannot load checkpoint {Path(path).name}: {why}")
+
+
+def read_header(path: Path) -> tuple[dict[str, tuple], dict]:
+    """Tensor shapes and metadata without reading the weights (safetensors only)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        return shapes, meta
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _fail(path, f"not a valid .safetensors file (corrupt or truncated?): {exc}") from exc
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Weights and metadata. Pickle files only through torch.load(weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            return load_file(str(path)), meta
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise _fail(path, f"not a valid .safetensors file (corrupt or truncated?): {exc}") from exc
+    if suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
+        except pickle.UnpicklingError as exc:
+            raise _fail(path, "refused: the pickle holds code or objects other than plain tensors "
+                              "(only weights-only pickles are loaded; convert it to .safetensors). "
+                              f"Detail: {str(exc).splitlines()[0]}") from exc
+        except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+            raise _fail(path, f"not a readable PyTorch checkpoint (corrupt or truncated?): {exc}") from exc
+        while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict):
+            raise _fail(path, "the file holds no state dict")
+        return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}, {}
+    raise _fail(path, f"unsupported file type {suffix!r} (use .safetensors or .ckpt)")
+
+
+def inspect_checkpoint(path: Path) -> fam.ModelSpec:
+    """Family and configs of a file, reading only what is needed."""
+    path = Path(path)
+    if path.is_dir():
+        return _folder_spec(path)
+    if path.suffix.lower() == ".safetensors":
+        shapes, meta = read_header(path)
+    else:
+        sd, meta = read_state_dict(path)
+        shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    try:
+        return fam.detect(shapes, meta)
+    except fam.UnknownModelError as exc:
+        raise _fail(path, str(exc)) from exc
+
+
+def write_config_folder(spec: fam.ModelSpec, cache_dir: Path) -> Path:
+    """A diffusers pipeline config folder for these configs (content-addressed, written once)."""
+    blob = json.dumps(spec.configs, sort_keys=True, default=str)
+    folder = Path(cache_dir) / "configs" / hashlib.sha1(blob.encode()).hexdigest()[:16]
+    if (folder / "model_index.json").exists():
+        return folder
+    base = resources.config_dir(spec.family)
+    for name, cfg in spec.configs.items():
+        sub = folder / name
+        sub.mkdir(parents=True, exist_ok=True)
+        fname = "scheduler_config.json" if name == "scheduler" else "config.json"
+        atomic_write_text(sub / fname, json.dumps(cfg, indent=1, default=str))
+    atomic_write_text(folder / "model_index.json", (base / "model_index.json").read_text())
+    return folder
+
+
+def load_single_file(path: Path, cache_dir: Path, dtype: torch.dtype) -> tuple[fam.ModelSpec, dict]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    sd, meta = read_state_dict(path)
+    try:
+        spec = fam.detect({k: tuple(v.shape) for k, v in sd.items()}, meta)
+    except fam.UnknownModelError as exc:
+        raise _fail(path, str(exc)) from exc
+    config = str(write_config_folder(spec, cache_dir))
+    common = {"config": config, "local_files_only": True, "torch_dtype": dtype}
+    try:
+        comps = {
+            "unet": UNet2DConditionModel.from_single_file(sd, subfolder="unet", **common),
+            "vae": AutoencoderKL.from_single_file(sd, subfolder="vae", **common),
+            "text_encoder": create_diffusers_clip_model_from_ldm(
+                CLIPTextModel, sd, subfolder="text_encoder", config=config, torch_dtype=dtype, local_files_only=True),
+        }
+        if spec.family == "sdxl":
+            comps["text_encoder_2"] = create_diffusers_clip_model_from_ldm(
+                CLIPTextModelWithProjection, sd, subfolder="text_encoder_2", config=config, torch_dtype=dtype,
+                local_files_only=True)
+    except CheckpointLoadError:
+        raise
+    except Exception as exc:  # shape mismatches, missing keys in damaged files ...
+        raise _fail(path, f"{type(exc).__name__}: {exc}") from exc
+    comps.update(resources.tokenizers_for(spec.family))
+    _check_loaded(path, comps)
+    return spec, comps
+
+
+def _check_loaded(path: Path, comps: dict) -> None:
+    """diffusers leaves weights on the meta device when keys are missing: that must be an error, not NaNs later."""
+    for name, module in comps.items():
+        if isinstance(module, torch.nn.Module):
+            for pname, p in module.named_parameters():
+                if p.device.type == "meta":
+                    raise _fail(path, f"{name} weight {pname} is missing from the file")
+
+
+def _folder_spec(folder: Path) -> fam.ModelSpec:
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise _fail(folder, f"not a diffusers model folder ({exc})") from exc
+    cls = index.get("_class_name", "")
+    family = "sdxl" if "XL" in cls else ("sd2" if unet.get("cross_attention_dim") == 1024 else "sd1")
+    side = unet.get("sample_size", 64) * 8
+    configs = {"unet": unet, "scheduler": sched}
+    pred = sched.get("prediction_type", "epsilon")
+    return fam.ModelSpec(family, unet.get("in_channels") == 9, pred, configs, (side, side))
+
+
+def load_folder(folder: Path, dtype: torch.dtype) -> tuple[fam.ModelSpec, dict]:
+    from diffusers import DiffusionPipeline
+
+    spec = _folder_spec(folder)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
+                                                 safety_checker=None, requires_safety_checker=False)
+    except Exception as exc:
+        raise _fail(folder, f"{type(exc).__name__}: {exc}") from exc
+    keep = ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+    comps = {k: v for k, v in pipe.components.items() if k in keep and v is not None}
+    spec.configs.update({k: dict(comps[k].config) for k in ("vae",) if k in comps})
+    return spec, comps
+
+
+def load_checkpoint(path: Path, title: str, cache_dir: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    t0 = time.perf_counter()
+    path = Path(path)
+    spec, comps = load_folder(path, dtype) if path.is_dir() else load_single_file(path, cache_dir, dtype)
+    for m in comps.values():
+        if isinstance(m, torch.nn.Module):
+            m.requires_grad_(False).eval()
+    model = LoadedModel(title=title, spec=spec, components=comps, scheduler_config=dict(spec.configs["scheduler"]), path=path)
+    model.own_vae = comps["vae"]
+    if spec.family == "sd2" and not spec.prediction_known:
+        _decide_sd2_prediction(model)
+    if device.type != "cpu":
+        model.to(device)
+    model.load_seconds = time.perf_counter() - t0
+    return model
+
+
+@torch.no_grad()
+def _decide_sd2_prediction(model: LoadedModel) -> None:
+    """SD 2.x files don't say whether they predict noise or v. A1111's test: run the UNet at t=999 on a flat
+    input; a v-prediction model's output is far below the input (mean(out - x) < -1)."""
+    unet = model.components["unet"]
+    dt = next(unet.parameters()).dtype
+    x = torch.full((1, unet.config.in_channels, 8, 8), 0.5, dtype=dt)
+    cond = torch.full((1, 2, unet.config.cross_attention_dim), 0.5, dtype=dt)
+    out = unet(x, torch.tensor([999]), encoder_hidden_states=cond).sample
+    is_v = (out.float() - x[:, :out.shape[1]].float()).mean().item() < -1
+    model.spec.prediction_type = "v_prediction" if is_v else "epsilon"
+    model.spec.prediction_known = True
+    model.scheduler_config["prediction_type"] = model.spec.prediction_type

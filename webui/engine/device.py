@@ -1,0 +1,83 @@
+"""Device, precision and attention: chosen once, at start-up, from Settings (never at import)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device: torch.device
+    dtype: torch.dtype
+    attention: str  # "sdpa" | "xformers"
+    offload: str = "none"  # "none" | "model" (--medvram) | "sequential" (--lowvram)
+    attention_slicing: bool = False
+    notices: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def describe(self) -> str:
+        dt = str(self.dtype).removeprefix("torch.")
+        return f"{self.device} {dt}, attention {self.attention}, offload {self.offload}"
+
+
+def _pick_device(wish: str) -> torch.device:
+    if wish and wish != "auto":
+        dev = torch.device(wish)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"--device {wish} asked for, but CUDA is not available on this machine")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"--device {wish} asked for, but MPS is not available on this machine")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def xformers_usable() -> tuple[bool, str]:
+    """xformers only counts when CUDA is present and `import xformers.ops` really works."""
+    if not torch.cuda.is_available():
+        return False, "xformers needs CUDA, which is not available"
+    try:
+        import xformers.ops  # noqa: F401
+    except Exception as exc:  # broken wheels raise all sorts of errors
+        return False, f"xformers could not be imported ({type(exc).__name__}: {exc})"
+    return True, "xformers available"
+
+
+def select_device(settings) -> DeviceConfig:
+    notices: list[str] = []
+    device = _pick_device(settings.device)
+    if settings.precision == "fp16" or (settings.precision == "auto" and device.type == "cuda"):
+        dtype = torch.float16
+    else:
+        dtype = torch.float32
+    if dtype == torch.float16 and device.type == "cpu":
+        notices.append("fp16 is not useful on CPU; using fp32")
+        dtype = torch.float32
+
+    attention = "sdpa"
+    if settings.xformers:
+        ok, why = xformers_usable()
+        if ok:
+            attention = "xformers"
+        else:
+            notices.append(f"--xformers ignored: {why}; using PyTorch SDPA attention")
+
+    offload = "none"
+    if settings.lowvram or settings.medvram:
+        if device.type == "cuda":
+            offload = "sequential" if settings.lowvram else "model"
+        else:
+            notices.append(f"--{'lowvram' if settings.lowvram else 'medvram'} only applies to CUDA; ignored on {device}")
+    for n in notices:
+        log.warning(n)
+    return DeviceConfig(device, dtype, attention, offload, settings.attention_slicing, tuple(notices))

@@ -1,0 +1,160 @@
+"""Engine: the one object the UI, the REST API, the CLI and the tests talk to."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from webui.engine import noise
+from webui.engine.checkpoints.loader import CheckpointLoadError, LoadedModel
+from webui.engine.checkpoints.manager import ModelManager
+from webui.engine.checkpoints.registry import CheckpointInfo, CheckpointRegistry, HashCache
+from webui.engine.device import DeviceConfig, select_device
+from webui.engine.generation import Batch, resize_image, run_batch
+from webui.engine.infotext import build_infotext
+from webui.engine.jobs import Job, JobQueue, JobState
+from webui.engine.outputs import OutputWriter
+from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
+from webui.engine.samplers import SamplerError, resolve
+from webui.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VERSION = "latent-studio-0.1.0"
+BUILTIN_PREFIX = "latent-studio-shapes"
+
+
+class Engine:
+    def __init__(self, settings: Settings, device: DeviceConfig | None = None):
+        self.settings = settings
+        self.device = device or select_device(settings)
+        self.hashes = HashCache(settings.cache_path / "hashes.json")
+        self.checkpoints = CheckpointRegistry(settings.checkpoint_dirs, self.hashes)
+        self.models = ModelManager(self.checkpoints, self.device, settings.cache_path, settings.checkpoint_cache_size)
+        self.queue = JobQueue(settings.queue_size)
+        self.outputs = OutputWriter(settings.outputs_path)
+        self.checkpoints.refresh()
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def list_checkpoints(self, refresh: bool = False) -> list[CheckpointInfo]:
+        return self.checkpoints.refresh() if refresh else self.checkpoints.list()
+
+    def default_checkpoint(self) -> CheckpointInfo:
+        """--ckpt if given, else the built-in model, else the first checkpoint found."""
+        if self.settings.ckpt:
+            return self.models.resolve(self.settings.ckpt)
+        items = self.checkpoints.list() or self.checkpoints.refresh()
+        if not items:
+            dirs = ", ".join(str(d) for d in self.settings.checkpoint_dirs)
+            raise CheckpointLoadError(f"No checkpoint found. Put a .safetensors/.ckpt file or a diffusers folder in {dirs}")
+        builtin = [i for i in items if Path(i.name).name.startswith(BUILTIN_PREFIX)]
+        return (builtin or items)[0]
+
+    def load_checkpoint(self, query: str | None = None) -> LoadedModel:
+        """Switch the active checkpoint through the job queue (waits for running jobs)."""
+        target = self.models.resolve(query) if query else self.default_checkpoint()
+        return self.queue.run("load", lambda state: self.models.select(target))
+
+    def ensure_model(self, query: str | None = None) -> LoadedModel:
+        if query:
+            return self.models.select(query)
+        return self.models.active or self.models.select(self.default_checkpoint())
+
+    def unload_checkpoint(self) -> None:
+        self.queue.run("unload", lambda state: self.models.unload())
+
+    # ---- generation ----------------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> Job:
+        """Validate now (bad input never reaches the queue), then queue the job."""
+        self._check(request)
+        return self.queue.submit("img2img" if request.is_img2img else "txt2img", lambda st: self._generate(request, st))
+
+    def generate(self, request: GenerationRequest, timeout: float | None = None) -> GenerationResult:
+        return self.submit(request).result(timeout)
+
+    txt2img = generate
+    img2img = generate
+
+    def interrupt(self) -> bool:
+        return self.queue.interrupt()
+
+    def skip(self) -> bool:
+        return self.queue.skip()
+
+    def _check(self, req: GenerationRequest) -> None:
+        req.validate(self.settings.max_image_side, self.settings.max_batch_images)
+        try:
+            resolve(req.sampler_name, req.scheduler, self.settings.default_sampler)
+        except SamplerError as exc:
+            raise RequestError(str(exc)) from exc
+        if req.checkpoint and self.checkpoints.find(req.checkpoint) is None:
+            self.models.resolve(req.checkpoint)  # raises with the list of available titles
+
+    def _generate(self, req: GenerationRequest, state: JobState) -> GenerationResult:
+        t_start = time.perf_counter()
+        model = self.ensure_model(req.checkpoint)
+        t_model = time.perf_counter()
+        choice = resolve(req.sampler_name, req.scheduler, self.settings.default_sampler)
+        width = req.width or model.spec.native_size[0]
+        height = req.height or model.spec.native_size[1]
+        n_images = req.batch_size * req.n_iter
+        seed = noise.fix_seed(req.seed)
+        subseed = noise.fix_seed(req.subseed)
+        seeds = [seed + i for i in range(n_images)]
+        subseeds = [subseed + i for i in range(n_images)]
+        init = [resize_image(im, width, height, req.resize_mode) for im in req.init_images]
+        mode = "img2img" if init else "txt2img"
+
+        params = {
+            "Steps": req.steps, "Sampler": choice.sampler.name, "Schedule type": choice.schedule,
+            "CFG scale": req.cfg_scale, "Seed": None, "Size": f"{width}x{height}",
+            "Model hash": (model.sha256 or "")[:10] or None, "Model": Path(model.title.split(" [")[0]).stem,
+            "Variation seed": None, "Variation seed strength": req.subseed_strength or None,
+            "Denoising strength": req.denoising_strength if init else None,
+            "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU", "Version": VERSION,
+        }
+        result = GenerationResult(width=width, height=height, model_title=model.title, params=dict(params))
+        state.job_count = req.n_iter
+        for it in range(req.n_iter):
+            if state.interrupted:
+                break
+            state.job_no = it
+            sl = slice(it * req.batch_size, (it + 1) * req.batch_size)
+            batch = Batch(seeds[sl], subseeds[sl], [req.prompt] * req.batch_size, [req.negative_prompt] * req.batch_size,
+                          init_images=[init[i % len(init)] for i in range(sl.start, sl.stop)] if init else None,
+                          mask=req.mask)
+            images = run_batch(model, self.device, choice, batch, steps=req.steps, cfg_scale=req.cfg_scale,
+                               width=width, height=height, subseed_strength=req.subseed_strength,
+                               denoising_strength=req.denoising_strength, clip_skip=req.clip_skip, state=state,
+                               eta=req.eta)
+            if images is None:
+                if state.skipped and not state.interrupted:
+                    state.skipped = False
+                    result.skipped += len(batch.seeds)
+                continue
+            for j, image in enumerate(images):
+                p = dict(params, Seed=batch.seeds[j])
+                if req.subseed_strength > 0:
+                    p["Variation seed"] = batch.subseeds[j]
+                info = build_infotext(batch.prompts[j], batch.negative_prompts[j], p)
+                if req.save_images and self.settings.save_images:
+                    result.paths.append(self.outputs.save(image, info, batch.seeds[j], mode, req.outpath))
+                result.images.append(image)
+                result.infotexts.append(info)
+                result.seeds.append(batch.seeds[j])
+                result.subseeds.append(batch.subseeds[j])
+                result.prompts.append(batch.prompts[j])
+                result.negative_prompts.append(batch.negative_prompts[j])
+        result.interrupted = state.interrupted
+        result.timings = {"model": t_model - t_start, "total": time.perf_counter() - t_start}
+        return result
+
+    def request_defaults(self, **fields) -> GenerationRequest:
+        """A request filled with the user's defaults (sampler, steps, CFG)."""
+        base = GenerationRequest(sampler_name=self.settings.default_sampler, scheduler=self.settings.default_scheduler,
+                                 steps=self.settings.default_steps, cfg_scale=self.settings.default_cfg_scale)
+        return replace(base, **fields)
+
+    def close(self) -> None:
+        self.queue.shutdown()

@@ -1,0 +1,239 @@
+"""Running one request on the loaded model: diffusers pipelines sharing the model's components, our own noise
+(seeds, variation seeds), one step callback (progress, interrupt, skip, prompt schedules), and a VAE decode that
+recovers from fp16 NaNs."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+from webui.engine import noise as noise_mod
+from webui.engine.checkpoints.loader import LoadedModel
+from webui.engine.device import DeviceConfig
+from webui.engine.jobs import JobState
+from webui.engine.samplers import SamplerChoice, make_scheduler
+
+log = logging.getLogger(__name__)
+
+PIPELINES = {
+    ("sd", "txt2img"): "StableDiffusionPipeline",
+    ("sd", "img2img"): "StableDiffusionImg2ImgPipeline",
+    ("sd", "inpaint"): "StableDiffusionInpaintPipeline",
+    ("sdxl", "txt2img"): "StableDiffusionXLPipeline",
+    ("sdxl", "img2img"): "StableDiffusionXLImg2ImgPipeline",
+    ("sdxl", "inpaint"): "StableDiffusionXLInpaintPipeline",
+}
+
+
+@dataclass
+class Batch:
+    """One pipeline call: batch_size images sharing the request's settings."""
+    seeds: list[int]
+    subseeds: list[int]
+    prompts: list[str]
+    negative_prompts: list[str]
+    init_images: list[Image.Image] | None = None
+    mask: Image.Image | None = None
+
+
+def pipeline_for(model: LoadedModel, kind: str, device: DeviceConfig):
+    """The model's pipeline of this kind, built once and cached on the model (components are shared)."""
+    import diffusers
+
+    pipes = model.extras.setdefault("pipelines", {})
+    if kind in pipes:
+        pipe = pipes[kind]
+        if pipe.vae is not model.components["vae"]:
+            pipe.register_modules(vae=model.components["vae"])
+        return pipe
+    cls = getattr(diffusers, PIPELINES[("sdxl" if model.family == "sdxl" else "sd", kind)])
+    base = pipes.get("txt2img") or pipes.get("img2img")
+    if base is not None:
+        pipe = cls.from_pipe(base)
+    else:
+        comps = dict(model.components)
+        comps["scheduler"] = make_scheduler_from_config(model)
+        if model.family == "sdxl":
+            comps.update(image_encoder=None, feature_extractor=None)
+        else:
+            comps.update(safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+        pipe = cls(**comps)
+        _configure_memory(pipe, device)
+    pipe.set_progress_bar_config(disable=True)
+    pipes[kind] = pipe
+    return pipe
+
+
+def make_scheduler_from_config(model: LoadedModel):
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler.from_config(model.scheduler_config)
+
+
+def _configure_memory(pipe, device: DeviceConfig) -> None:
+    if device.attention == "xformers":
+        pipe.enable_xformers_memory_efficient_attention()
+    if device.attention_slicing:
+        pipe.enable_attention_slicing()
+    if device.offload == "model":
+        pipe.enable_model_cpu_offload(device=device.device)
+    elif device.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device.device)
+
+
+class StepCallback:
+    """diffusers `callback_on_step_end`: progress, interrupt/skip, live conditioning changes."""
+
+    def __init__(self, state: JobState, conditioning=None, on_step: Callable | None = None):
+        self.state = state
+        self.conditioning = conditioning
+        self.on_step = on_step
+        self.tensor_inputs = ["latents"]
+        if conditioning is not None and conditioning.has_schedule:
+            self.tensor_inputs += conditioning.callback_tensor_names
+
+    def __call__(self, pipe, step_index: int, timestep, kwargs: dict) -> dict:
+        total = getattr(pipe, "num_timesteps", None) or self.state.sampling_steps
+        self.state.set_step(step_index + 1, total)
+        if self.on_step is not None:
+            self.on_step(self.state, step_index, kwargs["latents"])
+        if self.state.interrupted or self.state.skipped:
+            pipe._interrupt = True  # diffusers' documented way to stop the denoising loop
+            return {}
+        if self.conditioning is not None and self.conditioning.has_schedule:
+            return self.conditioning.step_update(step_index + 1, kwargs, pipe.do_classifier_free_guidance)
+        return {}
+
+
+def run_batch(model: LoadedModel, device: DeviceConfig, choice: SamplerChoice, batch: Batch, *, steps: int,
+              cfg_scale: float, width: int, height: int, subseed_strength: float, denoising_strength: float,
+              clip_skip: int, state: JobState, conditioning=None, eta: float | None = None,
+              on_step: Callable | None = None) -> list[Image.Image] | None:
+    """Images of one batch, or None when the batch was skipped or interrupted before finishing."""
+    kind = "txt2img"
+    if batch.init_images:
+        kind = "inpaint" if (batch.mask is not None or model.spec.inpaint) else "img2img"
+    elif model.spec.inpaint:
+        kind = "inpaint"  # an inpainting model draws from scratch with a blank image and a full mask
+    pipe = pipeline_for(model, kind, device)
+    pipe.scheduler = make_scheduler(choice, model.scheduler_config)
+    n = len(batch.seeds)
+    callback = StepCallback(state, conditioning, on_step)
+    args = dict(num_inference_steps=steps, guidance_scale=cfg_scale, output_type="latent",
+                generator=noise_mod.generators(batch.seeds), callback_on_step_end=callback,
+                callback_on_step_end_tensor_inputs=callback.tensor_inputs)
+    if eta is not None and "eta" in _call_params(pipe):
+        args["eta"] = eta
+    if conditioning is not None:
+        args.update(conditioning.pipeline_kwargs())
+    else:
+        args.update(prompt=batch.prompts, negative_prompt=batch.negative_prompts)
+        if clip_skip > 1:
+            args["clip_skip"] = clip_skip - 1  # A1111 counts the last layer as 1, diffusers counts skipped layers
+    latent_shape = (model.components["vae"].config.latent_channels, height // 8, width // 8)
+    exec_device = getattr(pipe, "_execution_device", device.device)
+    if kind == "txt2img":
+        latents = noise_mod.image_noise(batch.seeds, batch.subseeds, subseed_strength, latent_shape)
+        args.update(latents=latents.to(exec_device, device.dtype), width=width, height=height)
+    else:
+        images = batch.init_images or [Image.new("RGB", (width, height), (127, 127, 127))] * n
+        args.update(image=images, strength=denoising_strength if batch.init_images else 1.0)
+        if kind == "inpaint":
+            mask = batch.mask if batch.mask is not None else Image.new("L", (width, height), 255)
+            args.update(mask_image=mask, width=width, height=height)
+    state.set_step(0, steps if kind == "txt2img" else max(1, int(steps * args["strength"])))
+    pipe._interrupt = False
+    out = pipe(**args)
+    if state.interrupted or state.skipped:
+        return None
+    images = decode_latents(model, out.images, device)
+    if kind == "inpaint" and batch.mask is not None and batch.init_images:
+        images = [_paste_unmasked(img, init, batch.mask) for img, init in zip(images, batch.init_images)]
+    return images
+
+
+def _call_params(pipe) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(type(pipe).__call__).parameters)
+
+
+@torch.no_grad()
+def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConfig) -> list[Image.Image]:
+    """Decode one image at a time (VAE slicing); tiled for big images; an fp16 VAE that produces NaNs is upcast
+    to fp32 and the decode retried (A1111's automatic --no-half-vae)."""
+    vae = model.components["vae"]
+    side = max(latents.shape[-2:]) * 8
+    if side > 1536:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
+    out = []
+    for lat in latents:
+        img = _decode_one(vae, lat[None])
+        if torch.isnan(img).any() and vae.dtype == torch.float16:
+            log.warning("VAE produced NaNs in fp16; switching this VAE to fp32")
+            model.extras["vae_upcast"] = True
+            vae.to(torch.float32)
+            img = _decode_one(vae, lat[None])
+        out.append(to_pil(img)[0])
+    return out
+
+
+def _decode_one(vae, lat: torch.Tensor) -> torch.Tensor:
+    param = next(vae.parameters())
+    lat = lat.to(param.device if param.device.type != "meta" else lat.device, vae.dtype)
+    scale = vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return vae.decode(lat / scale + shift, return_dict=False)[0]
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    arr = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+def _paste_unmasked(generated: Image.Image, init: Image.Image, mask: Image.Image, blur: int = 4) -> Image.Image:
+    """Keep the original pixels outside the (blurred) mask, like A1111's inpaint overlay."""
+    m = mask.convert("L").resize(generated.size)
+    if blur:
+        m = m.filter(ImageFilter.GaussianBlur(blur))
+    return Image.composite(generated, init.convert("RGB").resize(generated.size), m)
+
+
+# ---- img2img input preparation -------------------------------------------------------------------------
+
+def resize_image(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
+    """A1111 resize modes: 0 just resize, 1 crop and resize (cover + centre crop), 2 resize and fill (fit + fill
+    the margins by stretching the image's edge pixels)."""
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    if mode == 0:
+        return image.resize((width, height), Image.LANCZOS)
+    ratio, src_ratio = width / height, image.width / image.height
+    if mode == 1:
+        return ImageOps.fit(image, (width, height), Image.LANCZOS, centering=(0.5, 0.5))
+    # mode 2
+    if ratio < src_ratio:  # image is wider: fit width, fill top/bottom
+        w, h = width, max(1, round(width * image.height / image.width))
+    else:
+        w, h = max(1, round(height * image.width / image.height)), height
+    resized = image.resize((w, h), Image.LANCZOS)
+    out = Image.new("RGB", (width, height))
+    x, y = (width - w) // 2, (height - h) // 2
+    out.paste(resized, (x, y))
+    if h < height:
+        if y > 0:
+            out.paste(resized.crop((0, 0, w, 1)).resize((w, y)), (x, 0))
+        bottom = height - (y + h)
+        if bottom > 0:
+            out.paste(resized.crop((0, h - 1, w, h)).resize((w, bottom)), (x, y + h))
+    if w < width:
+        if x > 0:
+            out.paste(resized.crop((0, 0, 1, h)).resize((x, h)), (0, y))
+        right = width - (x + w)
+        if right > 0:
+            out.paste(resized.crop((w - 1, 0, w, h)).resize((right, h)), (x + w, y))
+    return out

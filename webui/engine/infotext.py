@@ -1,0 +1,673 @@
+"""A1111-compatible "infotext": the generation-parameters text stored in images.
+
+The format (AUTOMATIC1111 web UI v1.10.1) is::
+
+    <prompt, may span lines>
+    Negative prompt: <negative prompt, may span lines>   (omitted when empty)
+    Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768, ...
+
+The last line is ``", ".join(k if k == v else f"{k}: {quote(v)}")``; values that
+contain ``,`` ``:`` or a newline are written as JSON strings.
+
+Storage:
+
+* PNG: a text chunk named ``parameters`` (tEXt, or iTXt when the text is not
+  latin-1; this is what ``PngInfo.add_text`` does, and what A1111 uses).
+* JPEG / WebP: EXIF ``UserComment`` (tag 0x9286 in the Exif IFD), encoded as
+  ``b"UNICODE\\0" + UTF-16-BE`` like ``piexif.helper.UserComment.dump(..., encoding="unicode")``.
+
+Pure Python + Pillow: no torch, no gradio, no piexif.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+__all__ = [
+    "PARAM_ORDER",
+    "TRAILING_PARAM_ORDER",
+    "PARSE_DEFAULTS",
+    "SCHEDULER_NAMES",
+    "quote",
+    "unquote",
+    "format_params_line",
+    "build_infotext",
+    "parse_infotext",
+    "split_sampler_scheduler",
+    "typed_params",
+    "encode_user_comment",
+    "decode_user_comment",
+    "png_info_for",
+    "exif_bytes_for",
+    "save_image_with_infotext",
+    "read_infotext",
+]
+
+# --------------------------------------------------------------------------
+# Constants
+# --------------------------------------------------------------------------
+
+#: Fixed position of the well-known keys on the params line (A1111 create_infotext order).
+PARAM_ORDER: tuple[str, ...] = (
+    "Steps",
+    "Sampler",
+    "Schedule type",
+    "CFG scale",
+    "Image CFG scale",
+    "Seed",
+    "Face restoration",
+    "Size",
+    "Model hash",
+    "Model",
+    "FP8 weight",
+    "Cache FP16 weight for LoRA",
+    "VAE hash",
+    "VAE",
+    "Variation seed",
+    "Variation seed strength",
+    "Seed resize from",
+    "Denoising strength",
+    "Conditional mask weight",
+    "Clip skip",
+    "ENSD",
+    "Token merging ratio",
+    "Token merging ratio hr",
+    "Init image hash",
+    "RNG",
+    "Tiling",
+)
+
+#: Keys written after all extra params, in this order.
+TRAILING_PARAM_ORDER: tuple[str, ...] = ("Version", "User")
+
+NEGATIVE_PROMPT_PREFIX = "Negative prompt:"
+
+RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
+
+#: Minimum number of ``key: value`` pairs for the last line to count as params.
+MIN_PARAM_PAIRS = 3
+
+#: Defaults A1111's parse_generation_parameters fills in for missing keys.
+#: A1111 uses ints/bools for a few of these (0, 32, False); here all are strings.
+PARSE_DEFAULTS: Mapping[str, str] = {
+    "Clip skip": "1",
+    "Hires resize-1": "0",
+    "Hires resize-2": "0",
+    "Hires sampler": "Use same sampler",
+    "Hires schedule type": "Use same scheduler",
+    "Hires checkpoint": "Use same checkpoint",
+    "Hires prompt": "",
+    "Hires negative prompt": "",
+    "Mask mode": "Inpaint masked",
+    "Masked content": "original",
+    "Inpaint area": "Whole picture",
+    "Masked area padding": "32",
+    "RNG": "GPU",
+    "Schedule type": "Automatic",
+    "Schedule max sigma": "0",
+    "Schedule min sigma": "0",
+    "Schedule rho": "0",
+    "VAE Encoder": "Full",
+    "VAE Decoder": "Full",
+    "FP8 weight": "Disable",
+    "Refiner switch by sampling steps": "False",
+}
+
+#: A1111 v1.10.1 schedulers, in registry order: (name, label, aliases).
+SCHEDULER_NAMES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("automatic", "Automatic", ()),
+    ("uniform", "Uniform", ()),
+    ("karras", "Karras", ()),
+    ("exponential", "Exponential", ()),
+    ("polyexponential", "Polyexponential", ()),
+    ("sgm_uniform", "SGM Uniform", ("SGMUniform",)),
+    ("kl_optimal", "KL Optimal", ()),
+    ("align_your_steps", "Align Your Steps", ()),
+    ("simple", "Simple", ()),
+    ("normal", "Normal", ()),
+    ("ddim", "DDIM", ()),
+    ("beta", "Beta", ()),
+)
+
+INT_KEYS: frozenset[str] = frozenset({
+    "Steps", "Seed", "Size-1", "Size-2", "Clip skip", "Variation seed",
+    "Seed resize from-1", "Seed resize from-2", "Hires steps", "Hires resize-1",
+    "Hires resize-2", "First pass size-1", "First pass size-2", "ENSD", "Mask blur",
+    "Masked area padding",
+})
+FLOAT_KEYS: frozenset[str] = frozenset({
+    "CFG scale", "Image CFG scale", "Denoising strength", "Variation seed strength",
+    "Hires upscale", "Conditional mask weight", "Token merging ratio",
+    "Token merging ratio hr", "Eta", "Schedule max sigma", "Schedule min sigma",
+    "Schedule rho",
+})
+BOOL_KEYS: frozenset[str] = frozenset({
+    "Tiling", "Refiner switch by sampling steps", "Cache FP16 weight for LoRA",
+})
+
+# EXIF
+EXIF_IFD_POINTER = 0x8769
+EXIF_USER_COMMENT = 0x9286
+USER_COMMENT_UNICODE = b"UNICODE\x00"
+USER_COMMENT_ASCII = b"ASCII\x00\x00\x00"
+USER_COMMENT_JIS = b"JIS\x00\x00\x00\x00\x00"
+USER_COMMENT_UNDEFINED = b"\x00" * 8
+_TIFF_LONG = 4
+_TIFF_UNDEFINED = 7
+#: Largest EXIF block a JPEG APP1 segment can carry.
+JPEG_MAX_EXIF_BYTES = 65533
+
+PNG_TEXT_KEY = "parameters"
+DEFAULT_QUALITY = 80  # A1111 opts.jpeg_quality default
+
+_FORMAT_ALIASES = {"JPG": "JPEG", "PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP"}
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP"})
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+def quote(value: object) -> str:
+    """Format one param value the way A1111's ``infotext_utils.quote`` does.
+
+    A value containing ``,`` ``:`` or a newline becomes a JSON string
+    (``ensure_ascii=False``). Additionally (a small, A1111-reader-compatible
+    deviation) a value starting with ``"`` is JSON-quoted, since A1111 would
+    otherwise JSON-decode it on read and lose its quotes.
+    """
+    text = str(value)
+    if "," in text or ":" in text or "\n" in text or text.startswith('"'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def unquote(text: str) -> str:
+    """JSON-decode ``text`` if it is a quoted JSON string, else return it unchanged."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    return decoded if isinstance(decoded, str) else text
+
+
+def _as_value(value: object) -> object:
+    # Convenience: (w, h) pairs for size-like keys are written as "WxH".
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return f"{value[0]}x{value[1]}"
+    return value
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _omitted(key: str, value: object) -> bool:
+    if value is None:
+        return True
+    if key == "Clip skip":
+        number = _number(value)
+        return number is not None and number <= 1
+    if key == "RNG":
+        return str(value) == "GPU"
+    return False
+
+
+def _ordered_params(params: Mapping[str, object]) -> list[tuple[str, object]]:
+    known = set(PARAM_ORDER) | set(TRAILING_PARAM_ORDER)
+    ordered = [(k, params[k]) for k in PARAM_ORDER if k in params]
+    ordered += [(k, v) for k, v in params.items() if k not in known]
+    ordered += [(k, params[k]) for k in TRAILING_PARAM_ORDER if k in params]
+    return ordered
+
+
+def format_params_line(params: Mapping[str, object]) -> str:
+    """The last infotext line: known keys in A1111 order, then extras, then Version/User.
+
+    ``None`` values are skipped, ``Clip skip`` is skipped when <= 1 and ``RNG``
+    when it is ``"GPU"``. A value equal to its key is written as the bare key.
+    """
+    parts = []
+    for key, value in _ordered_params(params):
+        value = _as_value(value)
+        if _omitted(key, value):
+            continue
+        if isinstance(value, str) and value == key:
+            parts.append(key)
+        else:
+            parts.append(f"{key}: {quote(value)}")
+    return ", ".join(parts)
+
+
+def build_infotext(prompt: str, negative_prompt: str, params: Mapping[str, object]) -> str:
+    """Build the full A1111 infotext (prompt, optional negative prompt line, params line)."""
+    prompt = prompt or ""
+    negative_prompt = negative_prompt or ""
+    negative_text = f"\n{NEGATIVE_PROMPT_PREFIX} {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative_text}\n{format_params_line(params)}".strip()
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+def split_sampler_scheduler(sampler: str | None, schedule_type: str | None = None) -> tuple[str | None, str | None]:
+    """Split an old combined sampler name such as ``"DPM++ 2M Karras"``.
+
+    Mirrors the name handling of A1111's ``sd_samplers.get_sampler_and_scheduler``:
+    a trailing scheduler label, name or alias (after a space) is cut off and wins
+    over ``schedule_type``. Returns ``(sampler, schedule_type)``; the schedule type
+    is the scheduler's label. Unlike A1111 it has no sampler table, so it neither
+    falls back to a default sampler nor turns a sampler's own default scheduler
+    into ``"Automatic"``.
+    """
+    if not sampler:
+        return sampler, schedule_type
+    name = sampler
+    found = schedule_type
+    for sched_name, label, aliases in SCHEDULER_NAMES:
+        for option in (label, sched_name, *aliases):
+            if name.endswith(" " + option):
+                found = label
+                name = name[: -(len(option) + 1)]
+                break
+    return name, found
+
+
+def _old_hires_first_pass(width: int, height: int) -> tuple[int, int]:
+    scale = math.sqrt(512 * 512 / (width * height))
+    return math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
+
+
+def _restore_old_hires_fix(res: dict[str, str]) -> None:
+    """Old infotexts gave "First pass size"; convert to Size + Hires resize (A1111 default options)."""
+    first_w, first_h = res.get("First pass size-1"), res.get("First pass size-2")
+    if first_w is None or first_h is None:
+        return
+    try:
+        fw, fh = int(first_w), int(first_h)
+        width, height = int(res.get("Size-1", 512)), int(res.get("Size-2", 512))
+    except ValueError:
+        return
+    if fw == 0 or fh == 0:
+        if width <= 0 or height <= 0:
+            return
+        fw, fh = _old_hires_first_pass(width, height)
+    res["Size-1"], res["Size-2"] = str(fw), str(fh)
+    res["Hires resize-1"], res["Hires resize-2"] = str(width), str(height)
+
+
+def parse_infotext(text: str, *, defaults: bool = True, split_sampler: bool = True) -> dict[str, str]:
+    """Parse an infotext like A1111's ``parse_generation_parameters``.
+
+    Returns a dict with ``Prompt``, ``Negative prompt`` and every param; values are
+    strings, ``WxH`` values are split into ``<key>-1`` / ``<key>-2``. With
+    ``defaults`` the A1111 defaults for missing keys are filled in (see
+    ``PARSE_DEFAULTS``) and a ``Hypernet`` param is appended to the prompt. With
+    ``split_sampler`` an old combined sampler name ("DPM++ 2M Karras") is split
+    into ``Sampler`` + ``Schedule type`` (A1111 does that when pasting); the same
+    for ``Hires sampler`` / ``Hires schedule type``.
+    """
+    res: dict[str, str] = {}
+    prompt = ""
+    negative_prompt = ""
+    done_with_prompt = False
+
+    *lines, lastline = (text or "").strip().split("\n")
+    if len(RE_PARAM.findall(lastline)) < MIN_PARAM_PAIRS:
+        lines.append(lastline)
+        lastline = ""
+
+    for line in lines:
+        line = line.strip()
+        if line.startswith(NEGATIVE_PROMPT_PREFIX):
+            done_with_prompt = True
+            line = line[len(NEGATIVE_PROMPT_PREFIX):].strip()
+        if done_with_prompt:
+            negative_prompt += ("" if negative_prompt == "" else "\n") + line
+        else:
+            prompt += ("" if prompt == "" else "\n") + line
+
+    for key, value in RE_PARAM.findall(lastline):
+        if not value:  # A1111 fails on v[0] here and drops the key
+            continue
+        if value[0] == '"' and value[-1] == '"':
+            value = unquote(value)
+        match = RE_IMAGESIZE.match(value)
+        if match is not None:
+            res[f"{key}-1"] = match.group(1)
+            res[f"{key}-2"] = match.group(2)
+        else:
+            res[key] = value
+
+    res["Prompt"] = prompt
+    res["Negative prompt"] = negative_prompt
+
+    if split_sampler:
+        if "Sampler" in res:
+            sampler, schedule = split_sampler_scheduler(res["Sampler"], res.get("Schedule type"))
+            res["Sampler"] = sampler
+            if schedule is not None:
+                res["Schedule type"] = schedule
+        hires_sampler = res.get("Hires sampler")
+        if hires_sampler and hires_sampler != "Use same sampler":
+            sampler, schedule = split_sampler_scheduler(hires_sampler, res.get("Hires schedule type"))
+            res["Hires sampler"] = sampler
+            if schedule is not None:
+                res["Hires schedule type"] = schedule
+
+    if defaults:
+        hypernet = res.get("Hypernet")
+        if hypernet is not None:
+            res["Prompt"] += f"<hypernet:{hypernet}:{res.get('Hypernet strength', '1.0')}>"
+        for key, value in PARSE_DEFAULTS.items():
+            if key == "Hires resize-2":
+                continue  # set together with Hires resize-1, as A1111 does
+            if key not in res:
+                res[key] = value
+                if key == "Hires resize-1":
+                    res["Hires resize-2"] = PARSE_DEFAULTS["Hires resize-2"]
+        _restore_old_hires_fix(res)
+        if "Cache FP16 weight for LoRA" not in res and res.get("FP8 weight") != "Disable":
+            res["Cache FP16 weight for LoRA"] = "False"
+
+    return res
+
+
+def _to_int(value: object) -> object:
+    if isinstance(value, bool) or isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        pass
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() else value
+
+
+def _to_float(value: object) -> object:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return value
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return value
+
+
+def _to_bool(value: object) -> object:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    return value
+
+
+def typed_params(parsed: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of ``parsed`` with known numeric/boolean keys converted.
+
+    Int keys (Steps, Seed, Size-1/2, Clip skip, Variation seed, ...) become
+    ``int``; float keys (CFG scale, Denoising strength, Variation seed strength,
+    ...) become ``float``; Tiling etc. become ``bool``. Values that do not
+    convert are left as they are.
+    """
+    result = dict(parsed)
+    for key, value in parsed.items():
+        if key in INT_KEYS:
+            result[key] = _to_int(value)
+        elif key in FLOAT_KEYS:
+            result[key] = _to_float(value)
+        elif key in BOOL_KEYS:
+            result[key] = _to_bool(value)
+    return result
+
+
+# --------------------------------------------------------------------------
+# EXIF UserComment
+# --------------------------------------------------------------------------
+
+def encode_user_comment(text: str) -> bytes:
+    """``b"UNICODE\\0"`` + UTF-16-BE, as ``piexif.helper.UserComment.dump(text, encoding="unicode")``."""
+    return USER_COMMENT_UNICODE + text.encode("utf-16-be")
+
+
+def _decode_utf16(body: bytes) -> str:
+    if body.startswith(b"\xfe\xff"):
+        orders = ("utf-16-be",)
+        body = body[2:]
+    elif body.startswith(b"\xff\xfe"):
+        orders = ("utf-16-le",)
+        body = body[2:]
+    else:
+        sample = body[:4096]
+        zeros_even = sum(1 for b in sample[0::2] if b == 0)
+        zeros_odd = sum(1 for b in sample[1::2] if b == 0)
+        # ASCII-range text has its zero byte first in BE and second in LE.
+        orders = ("utf-16-le", "utf-16-be") if zeros_odd > zeros_even else ("utf-16-be", "utf-16-le")
+    if len(body) % 2:
+        body = body[:-1]
+    for encoding in orders:
+        try:
+            return body.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return body.decode(orders[0], errors="replace")
+
+
+def decode_user_comment(data: bytes | str | None) -> str:
+    """Decode an EXIF UserComment value (UNICODE either byte order, ASCII, JIS, or raw UTF-8)."""
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return data.rstrip("\x00")
+    data = bytes(data)
+    prefix, body = data[:8], data[8:]
+    if prefix == USER_COMMENT_UNICODE:
+        text = _decode_utf16(body)
+    elif prefix == USER_COMMENT_ASCII:
+        text = body.decode("utf-8", errors="replace")
+    elif prefix == USER_COMMENT_JIS:
+        text = body.decode("shift_jis", errors="replace")
+    elif prefix == USER_COMMENT_UNDEFINED:
+        text = body.decode("utf-8", errors="ignore")
+    else:  # no known prefix: A1111 falls back to utf-8 of the whole value
+        text = data.decode("utf-8", errors="ignore")
+    return text.rstrip("\x00")
+
+
+def exif_bytes_for(infotext: str) -> bytes:
+    """EXIF block (``b"Exif\\0\\0"`` + big-endian TIFF) whose Exif IFD holds ``infotext`` as UserComment.
+
+    Built by hand so that UserComment gets the EXIF type UNDEFINED (7), as piexif
+    writes it (Pillow's ``Image.Exif`` would store raw bytes as BYTE). Layout:
+    IFD0 with one entry (ExifIFD pointer), then the Exif IFD with one entry
+    (UserComment), then the comment bytes.
+    """
+    comment = encode_user_comment(infotext)
+    ifd0_offset = 8
+    exif_ifd_offset = ifd0_offset + 2 + 12 + 4
+    data_offset = exif_ifd_offset + 2 + 12 + 4
+    if len(comment) <= 4:
+        value_field = comment.ljust(4, b"\x00")
+        trailer = b""
+    else:
+        value_field = struct.pack(">I", data_offset)
+        trailer = comment
+    tiff = (
+        b"MM\x00\x2a" + struct.pack(">I", ifd0_offset)
+        + struct.pack(">H", 1)
+        + struct.pack(">HHII", EXIF_IFD_POINTER, _TIFF_LONG, 1, exif_ifd_offset)
+        + struct.pack(">I", 0)
+        + struct.pack(">H", 1)
+        + struct.pack(">HHI", EXIF_USER_COMMENT, _TIFF_UNDEFINED, len(comment)) + value_field
+        + struct.pack(">I", 0)
+        + trailer
+    )
+    return b"Exif\x00\x00" + tiff
+
+
+def png_info_for(infotext: str | None, extra: Mapping[str, object] | None = None) -> PngImagePlugin.PngInfo:
+    """PngInfo with ``extra`` text chunks, then ``parameters`` (tEXt, iTXt if not latin-1)."""
+    info = PngImagePlugin.PngInfo()
+    items: dict[str, object] = dict(extra or {})
+    if infotext is not None:
+        items[PNG_TEXT_KEY] = infotext
+    for key, value in items.items():
+        info.add_text(key, str(value))
+    return info
+
+
+# --------------------------------------------------------------------------
+# Saving / loading images
+# --------------------------------------------------------------------------
+
+def _resolve_format(path: Path, format: str | None) -> str:
+    if format:
+        name = format.upper().lstrip(".")
+    else:
+        name = Image.registered_extensions().get(path.suffix.lower(), "")
+    name = _FORMAT_ALIASES.get(name, name)
+    if name not in SUPPORTED_FORMATS:
+        raise ValueError(f"unsupported image format for infotext: {format or path.suffix!r} (PNG, JPEG or WebP)")
+    return name
+
+
+def _prepare_mode(image: Image.Image, fmt: str) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        # A1111: scale 16-bit to 8-bit (L for JPEG, RGB for WebP)
+        image = image.point(lambda p: p * (255 / 65535)).convert("L" if fmt == "JPEG" else "RGB")
+    if fmt == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
+        image = image.convert("RGB")
+    elif fmt == "WEBP" and image.mode not in ("RGB", "RGBA"):
+        has_alpha = image.mode in ("LA", "PA", "RGBa", "La") or (
+            image.mode == "P" and "transparency" in image.info
+        )
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    return image
+
+
+def _open_temp(folder: Path, name: str) -> tuple[int, Path]:
+    for _ in range(100):
+        temp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            # mode 0o666 so the final file gets the usual umask-based permissions
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        return fd, temp
+    raise FileExistsError(f"could not create a temporary file in {folder}")
+
+
+def save_image_with_infotext(
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    infotext: str | None,
+    format: str | None = None,
+    *,
+    quality: int = DEFAULT_QUALITY,
+    lossless: bool = False,
+    extra_pnginfo: Mapping[str, object] | None = None,
+) -> Path:
+    """Save ``image`` to ``path`` with ``infotext`` embedded, atomically.
+
+    The format comes from ``format`` or the suffix (PNG, JPEG, WebP). The image
+    is written to a temporary file in the same folder and moved into place with
+    ``os.replace``; on error the temporary file is removed. ``infotext=None``
+    saves without metadata. Returns the final path.
+    """
+    path = Path(path)
+    fmt = _resolve_format(path, format)
+    image = _prepare_mode(image, fmt)
+
+    options: dict[str, Any] = {}
+    if fmt == "PNG":
+        options["pnginfo"] = png_info_for(infotext, extra_pnginfo)
+    else:
+        options["quality"] = quality
+        if fmt == "WEBP":
+            options["lossless"] = lossless
+        if infotext is not None:
+            exif = exif_bytes_for(infotext)
+            if fmt == "JPEG" and len(exif) > JPEG_MAX_EXIF_BYTES:
+                raise ValueError(
+                    f"infotext too long for a JPEG EXIF segment ({len(exif)} > {JPEG_MAX_EXIF_BYTES} bytes)"
+                )
+            options["exif"] = exif
+
+    fd, temp = _open_temp(path.parent, path.name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format=fmt, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _infotext_from_image(image: Image.Image) -> str | None:
+    info = image.info or {}
+    text = info.get(PNG_TEXT_KEY)
+    text = None if text is None else str(text)
+
+    if "exif" in info:
+        try:
+            comment = image.getexif().get_ifd(EXIF_IFD_POINTER).get(EXIF_USER_COMMENT)
+        except Exception:  # malformed EXIF: ignore it, like A1111
+            comment = None
+        if comment:
+            decoded = decode_user_comment(comment)
+            if decoded:
+                text = decoded
+    elif "comment" in info and text is None:  # GIF
+        comment = info["comment"]
+        text = comment.decode("utf-8", errors="ignore") if isinstance(comment, bytes) else str(comment)
+
+    return text or None
+
+
+def read_infotext(image_or_path: Image.Image | str | os.PathLike[str]) -> str | None:
+    """The infotext of an image or image file, or ``None`` when it has none.
+
+    PNG: the ``parameters`` text chunk (read from ``info``, i.e. chunks before the
+    image data, as A1111 does). JPEG/WebP (and any image with EXIF): the EXIF
+    UserComment, which wins when present and non-empty. GIF: the comment.
+    """
+    if isinstance(image_or_path, Image.Image):
+        return _infotext_from_image(image_or_path)
+    with Image.open(image_or_path) as image:
+        return _infotext_from_image(image)

@@ -1,0 +1,150 @@
+"""One bounded queue and one worker for everything that touches the model. Progress, interrupt and skip live in
+the running job's state, which the UI and the API read."""
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class QueueFullError(RuntimeError):
+    pass
+
+
+class JobInterrupted(Exception):
+    """Raised inside a job when the user interrupted it before it produced anything."""
+
+
+@dataclass
+class JobState:
+    id: int
+    kind: str
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    job_no: int = 0  # batch being sampled (0-based), A1111 state.job_no
+    job_count: int = 1
+    sampling_step: int = 0
+    sampling_steps: int = 0
+    interrupted: bool = False
+    skipped: bool = False
+    textinfo: str = ""
+    preview: Any = None  # PIL image of the latest preview
+    preview_step: int = -1
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+
+    def skip(self) -> None:
+        self.skipped = True
+
+    def set_step(self, step: int, total: int) -> None:
+        self.sampling_step, self.sampling_steps = step, total
+
+    @property
+    def progress(self) -> float:
+        """0..1 over the whole job (all batches)."""
+        if self.finished:
+            return 1.0
+        if not self.job_count or not self.sampling_steps:
+            return 0.0
+        per = 1.0 / self.job_count
+        return min(1.0, self.job_no * per + per * self.sampling_step / self.sampling_steps)
+
+    @property
+    def eta(self) -> float | None:
+        if not self.started or self.progress <= 0:
+            return None
+        elapsed = time.time() - self.started
+        return elapsed / self.progress - elapsed
+
+
+class Job:
+    def __init__(self, state: JobState, fn: Callable[[JobState], Any]):
+        self.state = state
+        self.fn = fn
+        self.future: Future = Future()
+
+    def result(self, timeout: float | None = None):
+        return self.future.result(timeout)
+
+
+class JobQueue:
+    def __init__(self, maxsize: int = 32):
+        self._q: queue.Queue[Job | None] = queue.Queue(maxsize=maxsize)
+        self._ids = itertools.count(1)
+        self._pending: list[Job] = []
+        self._lock = threading.Lock()
+        self.current: Job | None = None
+        self.last: Job | None = None
+        self._worker = threading.Thread(target=self._run, name="latent-studio-worker", daemon=True)
+        self._worker.start()
+
+    def submit(self, kind: str, fn: Callable[[JobState], Any]) -> Job:
+        job = Job(JobState(next(self._ids), kind), fn)
+        with self._lock:
+            try:
+                self._q.put_nowait(job)
+            except queue.Full:
+                raise QueueFullError(f"The queue is full ({self._q.maxsize} jobs waiting); try again later") from None
+            self._pending.append(job)
+        return job
+
+    def run(self, kind: str, fn: Callable[[JobState], Any], timeout: float | None = None):
+        """Submit and wait for the result (re-raises the job's exception)."""
+        return self.submit(kind, fn).result(timeout)
+
+    def position(self, job: Job) -> int:
+        """0 = running, 1 = next, ...; -1 when done."""
+        with self._lock:
+            if job is self.current:
+                return 0
+            try:
+                return self._pending.index(job) + 1
+            except ValueError:
+                return -1
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def interrupt(self) -> bool:
+        job = self.current
+        if job is not None:
+            job.state.interrupt()
+            return True
+        return False
+
+    def skip(self) -> bool:
+        job = self.current
+        if job is not None:
+            job.state.skip()
+            return True
+        return False
+
+    def shutdown(self) -> None:
+        self._q.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is None:
+                return
+            with self._lock:
+                self._pending.remove(job)
+                self.current = job
+            job.state.started = time.time()
+            if job.future.set_running_or_notify_cancel():
+                try:
+                    job.future.set_result(job.fn(job.state))
+                except BaseException as exc:  # the worker must survive anything a job does
+                    job.future.set_exception(exc)
+            job.state.finished = time.time()
+            with self._lock:
+                self.last, self.current = job, None

@@ -1,0 +1,48 @@
+"""Where finished images go: outputs/<mode>-images/YYYY-MM-DD/NNNNN-seed.png, written atomically with infotext."""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from webui.engine.infotext import read_infotext, save_image_with_infotext
+
+_NUMBERED = re.compile(r"^(\d{5,})-")
+
+
+class OutputWriter:
+    def __init__(self, root: Path, fmt: str = "png"):
+        self.root = Path(root)
+        self.fmt = fmt
+        self._lock = threading.Lock()
+
+    def folder(self, mode: str, day: _dt.date | None = None) -> Path:
+        day = day or _dt.date.today()
+        return self.root / f"{mode}-images" / day.isoformat()
+
+    def save(self, image: Image.Image, infotext: str, seed: int, mode: str = "txt2img", folder: Path | None = None) -> Path:
+        folder = Path(folder) if folder else self.folder(mode)
+        with self._lock:  # numbering and writing happen together so two jobs never take the same number
+            folder.mkdir(parents=True, exist_ok=True)
+            number = _next_number(folder)
+            path = folder / f"{number:05d}-{seed}.{self.fmt}"
+            return save_image_with_infotext(image, path, infotext)
+
+    def history(self, mode: str | None = None, limit: int = 200) -> list[tuple[Path, str | None]]:
+        """Saved images, newest first, with their infotext."""
+        pattern = f"{mode}-images/*/*" if mode else "*-images/*/*"
+        files = sorted((p for p in self.root.glob(pattern) if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")),
+                       key=lambda p: (p.parent.name, p.name), reverse=True)[:limit]
+        return [(p, read_infotext(p)) for p in files]
+
+
+def _next_number(folder: Path) -> int:
+    best = -1
+    for p in folder.iterdir():
+        m = _NUMBERED.match(p.name)
+        if m:
+            best = max(best, int(m.group(1)))
+    return best + 1

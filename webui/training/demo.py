@@ -1,0 +1,620 @@
+"""Train Latent Studio's built-in demo model from scratch, on a CPU.
+
+    python -m webui.training.demo --seed 0
+
+This is a complete (if tiny) Stable Diffusion v1 training run, in four stages:
+
+1. **VAE** (``AutoencoderKL``): learns to squeeze a 128x128 RGB image into a
+   4 x 16 x 16 latent (8x downsampling, like SD) and back.
+2. **UNet + text encoder**: the denoiser learns to predict the noise that was
+   added to a latent, given the caption's text features (cross-attention).
+   The CLIP text encoder is trained from scratch together with it.  10% of
+   the captions are dropped (empty prompt), so the same model also learns the
+   unconditional prediction that classifier-free guidance needs.
+3. **LoRA**: a low-rank adapter on the UNet's attention layers (peft), trained
+   on colour-inverted images with the trigger word ``lsinvert``; saved in the
+   kohya format that A1111 reads.
+4. **Textual inversion**: two new token vectors, ``lsstar``, trained with
+   everything else frozen, for a shape the base model never saw (a star).
+
+The data is the synthetic shapes set of :mod:`webui.training.shapes`, drawn
+on the fly.  Everything is reproducible from ``--seed``.  Results are written
+in the formats the app loads: one single-file ``.safetensors`` checkpoint in
+the original LDM layout (fp16), a kohya LoRA and an A1111 embedding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from webui.training import shapes
+
+IMAGE_SIZE = 128          # native resolution in pixels
+LATENT_SIZE = IMAGE_SIZE // 8
+TEXT_DIM = 128            # CLIP hidden size (multiple of 64, heads = hidden / 64)
+LORA_TRIGGER = "lsinvert"
+EMBEDDING_NAME = "lsstar"
+
+# The Stable Diffusion v1 noise schedule (DDPM, "scaled_linear" betas).
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+    beta_schedule="scaled_linear", prediction_type="epsilon",
+    clip_sample=False, steps_offset=1,
+)
+
+
+# --------------------------------------------------------------------------
+# Model definitions (the same building blocks as SD v1, just much smaller)
+# --------------------------------------------------------------------------
+
+def vae_config() -> dict:
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[32, 64, 64, 64],   # 4 levels -> 8x downsampling
+        layers_per_block=1, norm_num_groups=32, act_fn="silu",
+        sample_size=IMAGE_SIZE,
+    )
+
+
+def unet_config() -> dict:
+    return dict(
+        sample_size=LATENT_SIZE, in_channels=4, out_channels=4,
+        down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        block_out_channels=[64, 128, 192], layers_per_block=1,
+        attention_head_dim=8,               # SD1 naming: 8 heads
+        cross_attention_dim=TEXT_DIM, norm_num_groups=32,
+    )
+
+
+def text_config() -> dict:
+    return dict(
+        vocab_size=49408, hidden_size=TEXT_DIM, intermediate_size=4 * TEXT_DIM,
+        num_hidden_layers=3, num_attention_heads=TEXT_DIM // 64,
+        max_position_embeddings=77, hidden_act="quick_gelu",
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    )
+
+
+def build_models():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return (AutoencoderKL(**vae_config()), UNet2DConditionModel(**unet_config()),
+            CLIPTextModel(CLIPTextConfig(**text_config())))
+
+
+def make_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**SCHEDULER_CONFIG)
+
+
+def load_tokenizer():
+    try:
+        from webui.resources import clip_tokenizer
+    except ImportError:  # older checkout: read the shipped files directly
+        from transformers import CLIPTokenizer
+
+        folder = Path(__file__).resolve().parents[1] / "resources" / "tokenizers" / "clip"
+        return CLIPTokenizer.from_pretrained(str(folder))
+    return clip_tokenizer()
+
+
+def write_diffusers_config(folder: str | os.PathLike) -> Path:
+    """A diffusers pipeline folder with configs only (no weights).
+
+    ``StableDiffusionPipeline.from_single_file(ckpt, config=folder)`` uses it
+    to build the modules for the shipped single-file checkpoint.
+    """
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig
+
+    folder = Path(folder)
+    for sub in ("unet", "vae", "text_encoder", "scheduler"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    UNet2DConditionModel.from_config(unet_config()).save_config(folder / "unet")
+    AutoencoderKL.from_config(vae_config()).save_config(folder / "vae")
+    DDPMScheduler.from_config(SCHEDULER_CONFIG).save_config(folder / "scheduler")
+    CLIPTextConfig(**text_config(), architectures=["CLIPTextModel"]).save_pretrained(folder / "text_encoder")
+    load_tokenizer().save_pretrained(folder / "tokenizer")
+    index = {
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+        "feature_extractor": [None, None], "safety_checker": [None, None],
+        "requires_safety_checker": False,
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    return folder
+
+
+# --------------------------------------------------------------------------
+# Data helpers
+# --------------------------------------------------------------------------
+
+def to_tensor(images) -> torch.Tensor:
+    """PIL images -> float tensor in [-1, 1], shape [B, 3, H, W]."""
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def to_images(x: torch.Tensor):
+    from PIL import Image
+
+    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+def tokenize(tokenizer, captions) -> torch.Tensor:
+    return tokenizer(list(captions), padding="max_length", max_length=77,
+                     truncation=True, return_tensors="pt").input_ids
+
+
+def save_grid(images, path, cols=8):
+    from PIL import Image
+
+    w, h = images[0].size
+    rows = math.ceil(len(images) / cols)
+    grid = Image.new("RGB", (cols * w, rows * h))
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * w, (i // cols) * h))
+    grid.save(path)
+
+
+def lr_at(step, total, base, warmup=100):
+    """Linear warm-up, then cosine decay to 10% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+# --------------------------------------------------------------------------
+# Stage 1: the VAE
+# --------------------------------------------------------------------------
+
+def train_vae(vae, steps, rng, batch=8, lr=1e-3, kl_weight=1e-6):
+    """Plain reconstruction (L1 + L2) with a tiny KL term, so the latents
+    stay well-behaved.  It sees every shape (including stars) and inverted
+    colours, since it is a general-purpose image codec."""
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    vae.train()
+    bar = tqdm(range(steps), desc="vae", dynamic_ncols=True)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup=50)
+        images = []
+        for _ in range(batch):
+            s = shapes.random_sample(rng, shapes=shapes.SHAPES + ("star",))
+            images.append(shapes.render(s, IMAGE_SIZE, rng, invert=rng.random() < 0.25))
+        x = to_tensor(images)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + kl_weight * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    vae.eval()
+    return vae
+
+
+@torch.no_grad()
+def encode_dataset(vae, n, rng, batch=64, invert=False, shape_list=shapes.SHAPES):
+    """Draw ``n`` samples and encode them once (latent means, unscaled)."""
+    samples, latents = [], []
+    for i in tqdm(range(0, n, batch), desc="encode", dynamic_ncols=True):
+        batch_samples = [shapes.random_sample(rng, shapes=shape_list) for _ in range(min(batch, n - i))]
+        images = [shapes.render(s, IMAGE_SIZE, rng, invert=invert) for s in batch_samples]
+        latents.append(vae.encode(to_tensor(images)).latent_dist.mean)
+        samples += batch_samples
+    return samples, torch.cat(latents)
+
+
+# --------------------------------------------------------------------------
+# Stage 2: UNet + text encoder (the diffusion model itself)
+# --------------------------------------------------------------------------
+
+def diffusion_loss(unet, text_encoder, scheduler, latents, input_ids, generator,
+                   offset_noise=0.1):
+    """The standard epsilon-prediction objective.
+
+    Pick a random timestep t per image, mix the clean latent with noise
+    (x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps) and ask the UNet for eps.
+    A little "offset noise" (a per-channel constant) lets the model change the
+    overall colour of an image, which matters for flat backgrounds.
+    """
+    b = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator)
+    noise = noise + offset_noise * torch.randn((b, latents.shape[1], 1, 1), generator=generator)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator)
+    noisy = scheduler.add_noise(latents, noise, t)
+    cond = text_encoder(input_ids).last_hidden_state
+    pred = unet(noisy, t, cond).sample
+    return F.mse_loss(pred, noise)
+
+
+def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
+               generator, batch=32, lr=6e-4, drop=0.1):
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    unet.train()
+    text_encoder.train()
+    bar = tqdm(range(steps), desc="unet+te", dynamic_ncols=True)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr)
+        idx = [rng.randrange(len(samples)) for _ in range(batch)]
+        # Caption dropout: an empty prompt teaches the unconditional model (CFG).
+        captions = ["" if rng.random() < drop else shapes.caption(samples[i], rng) for i in idx]
+        loss = diffusion_loss(unet, text_encoder, scheduler, latents[idx],
+                              tokenize(tokenizer, captions), generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    unet.eval()
+    text_encoder.eval()
+
+
+# --------------------------------------------------------------------------
+# Sampling (a minimal DDIM loop with classifier-free guidance)
+# --------------------------------------------------------------------------
+
+@torch.no_grad()
+def sample(unet, text_encoder, vae, tokenizer, prompts, scaling, seed=0, steps=20,
+           cfg=7.0, negative=""):
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler(**SCHEDULER_CONFIG, set_alpha_to_one=False)
+    sched.set_timesteps(steps)
+    n = len(prompts)
+    ids = tokenize(tokenizer, [negative] * n + list(prompts))
+    cond = text_encoder(ids).last_hidden_state
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, 4, LATENT_SIZE, LATENT_SIZE), generator=g)
+    for t in sched.timesteps:
+        eps = unet(torch.cat([x, x]), t, cond).sample
+        uncond, text = eps.chunk(2)
+        x = sched.step(uncond + cfg * (text - uncond), t, x).prev_sample
+    return to_images(vae.decode(x / scaling).sample)
+
+
+# --------------------------------------------------------------------------
+# Stage 3: LoRA (peft on the UNet attention, saved with kohya names)
+# --------------------------------------------------------------------------
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out"]
+
+
+def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
+               generator, rank=8, batch=16, lr=2e-3):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS,
+                        init_lora_weights="gaussian")
+    model = get_peft_model(unet, config)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+    bar = tqdm(range(steps), desc="lora", dynamic_ncols=True)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup=20)
+        idx = [rng.randrange(len(samples)) for _ in range(batch)]
+        captions = [shapes.caption(samples[i], rng, prefix=LORA_TRIGGER) for i in idx]
+        with torch.no_grad():
+            cond_ids = tokenize(tokenizer, captions)
+        loss = diffusion_loss(model, text_encoder, scheduler, latents[idx], cond_ids, generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    model.eval()
+    return model
+
+
+def peft_to_kohya(model, alpha: float) -> dict[str, torch.Tensor]:
+    """peft's ``base_model.model.<path>.lora_A.default.weight`` ->
+    kohya's ``lora_unet_<path with _>.lora_down.weight`` (+ ``.alpha``)."""
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if ".lora_A." not in name and ".lora_B." not in name:
+            continue
+        path = name.replace("base_model.model.", "", 1)
+        path, kind = (path.split(".lora_A.")[0], "lora_down") if ".lora_A." in path \
+            else (path.split(".lora_B.")[0], "lora_up")
+        key = "lora_unet_" + path.replace(".", "_")
+        out[f"{key}.{kind}.weight"] = tensor.detach().to(torch.float16).contiguous()
+        out[f"{key}.alpha"] = torch.tensor(float(alpha), dtype=torch.float16)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Stage 4: textual inversion (new token vectors, everything else frozen)
+# --------------------------------------------------------------------------
+
+class TokenInjector:
+    """Replace the embeddings of a placeholder token id with trainable vectors.
+
+    The caption contains the placeholder id ``n_vectors`` times in a row; the
+    k-th occurrence gets vector k (that is how A1111 expands an embedding's
+    name into its vectors).
+    """
+
+    def __init__(self, text_encoder, placeholder_id, vectors):
+        self.placeholder_id = placeholder_id
+        self.vectors = vectors
+        self.ids = None
+        emb = text_encoder.text_model.embeddings.token_embedding
+        self.handle = emb.register_forward_hook(self.hook)
+
+    def hook(self, module, args, output):
+        ids = args[0]
+        mask = ids == self.placeholder_id
+        if not mask.any():
+            return output
+        output = output.clone()
+        for row in range(ids.shape[0]):
+            pos = mask[row].nonzero().flatten()
+            for k, p in enumerate(pos.tolist()):
+                output[row, p] = self.vectors[k % len(self.vectors)]
+        return output
+
+    def remove(self):
+        self.handle.remove()
+
+
+def ti_input_ids(tokenizer, captions, placeholder_id, n_vectors, marker="zebra"):
+    """Tokenize captions that contain ``marker`` and swap it for the placeholder
+    id repeated ``n_vectors`` times."""
+    marker_ids = tokenizer(marker, add_special_tokens=False).input_ids
+    assert len(marker_ids) == 1, marker_ids
+    rows = []
+    for text in captions:
+        ids = tokenizer(text, truncation=True, max_length=77).input_ids
+        new = []
+        for i in ids:
+            new += [placeholder_id] * n_vectors if i == marker_ids[0] else [i]
+        new = new[:76] + [tokenizer.eos_token_id] if len(new) > 77 else new
+        new += [tokenizer.pad_token_id] * (77 - len(new))
+        rows.append(new)
+    return torch.tensor(rows)
+
+
+def train_embedding(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
+                    generator, n_vectors=2, batch=16, lr=5e-3, init_word="triangle"):
+    for p in list(unet.parameters()) + list(text_encoder.parameters()):
+        p.requires_grad_(False)
+    emb = text_encoder.text_model.embeddings.token_embedding.weight
+    init_id = tokenizer(init_word, add_special_tokens=False).input_ids[0]
+    vectors = torch.nn.Parameter(emb[init_id].detach().clone().repeat(n_vectors, 1))
+    placeholder_id = tokenizer("zebra", add_special_tokens=False).input_ids[0]
+    injector = TokenInjector(text_encoder, placeholder_id, vectors)
+    opt = torch.optim.AdamW([vectors], lr=lr, weight_decay=0.0)
+    bar = tqdm(range(steps), desc="embedding", dynamic_ncols=True)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup=20)
+        idx = [rng.randrange(len(samples)) for _ in range(batch)]
+        captions = [shapes.caption(samples[i], rng, shape_word="zebra") for i in idx]
+        ids = ti_input_ids(tokenizer, captions, placeholder_id, n_vectors)
+        loss = diffusion_loss(unet, text_encoder, scheduler, latents[idx], ids, generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    injector.remove()
+    return vectors.detach()
+
+
+# --------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------
+
+def export_checkpoint(path, unet, vae, text_encoder, scaling, seed, times):
+    from webui.engine.checkpoints.ldm_export import save_single_file, to_ldm_state_dict
+
+    sd = to_ldm_state_dict(unet, vae, text_encoder, family="sd1", dtype=torch.float16)
+    metadata = {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": "stable-diffusion-v1",
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": "Latent Studio Shapes v1",
+        "modelspec.resolution": f"{IMAGE_SIZE}x{IMAGE_SIZE}",
+        "modelspec.prediction_type": "epsilon",
+        "modelspec.description": (
+            "Tiny SD1-layout model trained from scratch on synthetic shapes: "
+            "'a small red circle at the top left on a blue background'. "
+            f"Shapes {', '.join(shapes.SHAPES)}; colours {', '.join(shapes.COLORS)}; "
+            "sizes small/large; positions on a 3x3 grid. Built by python -m webui.training.demo."),
+        "modelspec.date": time.strftime("%Y-%m-%d"),
+        "latent_studio.vae_scaling_factor": f"{scaling:.6f}",
+        "latent_studio.training_seed": str(seed),
+        "latent_studio.training_seconds": json.dumps({k: round(v, 1) for k, v in times.items()}),
+    }
+    save_single_file(path, sd, metadata)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="models/Stable-diffusion/latent-studio-shapes-v1.safetensors")
+    p.add_argument("--lora-out", default=f"models/Lora/{LORA_TRIGGER}.safetensors")
+    p.add_argument("--embedding-out", default=f"embeddings/{EMBEDDING_NAME}.safetensors")
+    p.add_argument("--work-dir", default="outputs/training-demo",
+                   help="intermediate modules and preview grids")
+    p.add_argument("--vae-steps", type=int, default=1200)
+    p.add_argument("--unet-steps", type=int, default=1500)
+    p.add_argument("--lora-steps", type=int, default=150)
+    p.add_argument("--embedding-steps", type=int, default=150)
+    p.add_argument("--cache-size", type=int, default=8192, help="encoded training images")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--stages", default="vae,unet,lora,embedding",
+                   help="comma list; a skipped stage is loaded from --work-dir")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stages = set(args.stages.split(","))
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    # One RNG per stage, so that re-running a single stage is reproducible too.
+    rngs = {k: random.Random(f"{args.seed}-{k}") for k in ("vae", "unet", "lora", "embedding")}
+    gens = {k: torch.Generator().manual_seed(args.seed * 1000 + i) for i, k in enumerate(rngs)}
+    tokenizer = load_tokenizer()
+    vae, unet, text_encoder = build_models()
+    scheduler = make_scheduler()
+    times: dict[str, float] = {}
+    timings_path = work / "timings.json"
+    if timings_path.exists():
+        times.update(json.loads(timings_path.read_text()))
+
+    def log_time(stage, t0):
+        times[stage] = time.time() - t0
+        timings_path.write_text(json.dumps(times, indent=2))
+        tqdm.write(f"[time] {stage}: {times[stage]:.1f} s")
+
+    # ---- 1. VAE
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    if "vae" in stages:
+        t0 = time.time()
+        train_vae(vae, args.vae_steps, rngs["vae"])
+        vae.save_pretrained(work / "vae")
+        log_time("vae", t0)
+        with torch.no_grad():
+            rng = random.Random(1)
+            imgs = [shapes.render(shapes.random_sample(rng, shapes.SHAPES + ("star",)), IMAGE_SIZE, rng)
+                    for _ in range(8)]
+            rec = to_images(vae.decode(vae.encode(to_tensor(imgs)).latent_dist.mean).sample)
+            save_grid(imgs + rec, work / "vae_reconstruction.png")
+    else:
+        vae = AutoencoderKL.from_pretrained(work / "vae")
+    vae.eval().requires_grad_(False)
+
+    # ---- 2. UNet + text encoder
+    t0 = time.time()
+    samples, raw = encode_dataset(vae, args.cache_size, rngs["unet"])
+    scaling = float(1.0 / raw.std())     # SD uses 0.18215 for its own VAE
+    latents = raw * scaling
+    if "unet" in stages:
+        train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents,
+                   args.unet_steps, rngs["unet"], gens["unet"], batch=args.batch)
+        unet.save_pretrained(work / "unet")
+        text_encoder.save_pretrained(work / "text_encoder")
+        (work / "scaling.txt").write_text(f"{scaling}\n")
+        log_time("unet", t0)
+    else:
+        unet = UNet2DConditionModel.from_pretrained(work / "unet")
+        text_encoder = CLIPTextModel.from_pretrained(work / "text_encoder")
+        scaling = float((work / "scaling.txt").read_text())
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    rng = random.Random(2)
+    preview = [shapes.random_sample(rng) for _ in range(8)]
+    prompts = [shapes.full_caption(s) for s in preview]
+    (work / "unet_samples.txt").write_text("\n".join(prompts) + "\n")
+    save_grid(sample(unet, text_encoder, vae, tokenizer, prompts, scaling), work / "unet_samples.png")
+    export_checkpoint(args.out, unet, vae, text_encoder, scaling, args.seed, times)
+    tqdm.write(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
+
+    # ---- 3. LoRA
+    if "lora" in stages:
+        from safetensors.torch import save_file
+
+        t0 = time.time()
+        inv_samples, inv_raw = encode_dataset(vae, 2048, rngs["lora"], invert=True)
+        model = train_lora(unet, text_encoder, tokenizer, scheduler, inv_samples,
+                           inv_raw * scaling, args.lora_steps, rngs["lora"], gens["lora"])
+        rank = 8
+        kohya = peft_to_kohya(model, alpha=rank)
+        tags = {LORA_TRIGGER: args.lora_steps}
+        meta = {
+            "ss_output_name": LORA_TRIGGER, "ss_base_model_version": "sd_v1",
+            "ss_network_module": "networks.lora", "ss_network_dim": str(rank),
+            "ss_network_alpha": str(rank), "ss_resolution": f"({IMAGE_SIZE}, {IMAGE_SIZE})",
+            "ss_sd_model_name": Path(args.out).name, "ss_seed": str(args.seed),
+            "ss_training_comment": "Inverts colours (photo negative). Trigger word: lsinvert.",
+            "ss_tag_frequency": json.dumps({"shapes": {LORA_TRIGGER: 2048, "circle": 683,
+                                                       "square": 683, "triangle": 682}}),
+            "ss_max_train_steps": str(args.lora_steps),
+        }
+        Path(args.lora_out).parent.mkdir(parents=True, exist_ok=True)
+        save_file(kohya, args.lora_out, metadata=meta)
+        with torch.no_grad():
+            save_grid(sample(model, text_encoder, vae, tokenizer,
+                             [f"{LORA_TRIGGER} {q}" for q in prompts], scaling),
+                      work / "lora_samples.png")
+        unet = model.unload()  # drop the adapter again: back to the base UNet
+        log_time("lora", t0)
+        tqdm.write(f"wrote {args.lora_out}")
+
+    # ---- 4. Textual inversion
+    if "embedding" in stages:
+        from safetensors.torch import save_file
+
+        t0 = time.time()
+        star_samples, star_raw = encode_dataset(vae, 2048, rngs["embedding"], shape_list=("star",))
+        vectors = train_embedding(unet, text_encoder, tokenizer, scheduler, star_samples,
+                                  star_raw * scaling, args.embedding_steps, rngs["embedding"],
+                                  gens["embedding"])
+        Path(args.embedding_out).parent.mkdir(parents=True, exist_ok=True)
+        save_file({"emb_params": vectors.to(torch.float16).contiguous()}, args.embedding_out,
+                  metadata={"name": EMBEDDING_NAME, "step": str(args.embedding_steps),
+                            "sd_checkpoint_name": Path(args.out).stem})
+        placeholder_id = tokenizer("zebra", add_special_tokens=False).input_ids[0]
+        injector = TokenInjector(text_encoder, placeholder_id, vectors)
+        with torch.no_grad():
+            star_prompts = [shapes.caption(s, full=True, shape_word="zebra") for s in preview]
+            ids = ti_input_ids(tokenizer, star_prompts, placeholder_id, len(vectors))
+            imgs = sample_ids(unet, text_encoder, vae, tokenizer, ids, scaling)
+        injector.remove()
+        save_grid(imgs, work / "embedding_samples.png")
+        log_time("embedding", t0)
+        tqdm.write(f"wrote {args.embedding_out}")
+
+    total = sum(v for k, v in times.items() if k in ("vae", "unet", "lora", "embedding"))
+    tqdm.write("[time] " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
+
+
+@torch.no_grad()
+def sample_ids(unet, text_encoder, vae, tokenizer, ids, scaling, seed=0, steps=20, cfg=7.0):
+    """Like :func:`sample`, for already-tokenized prompts."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler(**SCHEDULER_CONFIG, set_alpha_to_one=False)
+    sched.set_timesteps(steps)
+    n = ids.shape[0]
+    cond = text_encoder(torch.cat([tokenize(tokenizer, [""] * n), ids])).last_hidden_state
+    x = torch.randn((n, 4, LATENT_SIZE, LATENT_SIZE), generator=torch.Generator().manual_seed(seed))
+    for t in sched.timesteps:
+        uncond, text = unet(torch.cat([x, x]), t, cond).sample.chunk(2)
+        x = sched.step(uncond + cfg * (text - uncond), t, x).prev_sample
+    return to_images(vae.decode(x / scaling).sample)
+
+
+if __name__ == "__main__":
+    main()
