@@ -140,7 +140,9 @@ def run_batch(model: LoadedModel, device: DeviceConfig, choice: SamplerChoice, b
         args.update(latents=latents.to(exec_device, device.dtype), width=width, height=height)
     else:
         images = batch.init_images or [Image.new("RGB", (width, height), (127, 127, 127))] * n
-        args.update(image=images, strength=denoising_strength if batch.init_images else 1.0)
+        # at least one step: diffusers returns nothing when steps * strength rounds down to 0
+        strength = max(denoising_strength, 1.0 / steps) if batch.init_images else 1.0
+        args.update(image=images, strength=min(strength, 1.0))
         if kind == "inpaint":
             mask = batch.mask if batch.mask is not None else Image.new("L", (width, height), 255)
             args.update(mask_image=mask, width=width, height=height)

@@ -88,9 +88,13 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
         except pickle.UnpicklingError as exc:
-            raise _fail(path, "refused: the pickle holds code or objects other than plain tensors "
-                              "(only weights-only pickles are loaded; convert it to .safetensors). "
-                              f"Detail: {str(exc).splitlines()[0]}") from exc
+            text = str(exc)
+            if "Unsupported global" in text or "GLOBAL" in text:
+                detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln), "")
+                raise _fail(path, "refused: the pickle holds code or objects other than plain tensors "
+                                  "(only weights-only pickles are loaded; convert it to .safetensors). "
+                                  f"{detail}") from exc
+            raise _fail(path, f"not a readable PyTorch checkpoint (corrupt or truncated?): {text.splitlines()[-1]}") from exc
         except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
             raise _fail(path, f"not a readable PyTorch checkpoint (corrupt or truncated?): {exc}") from exc
         while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

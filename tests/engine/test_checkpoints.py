@@ -1,0 +1,159 @@
+"""Checkpoint registry, family detection, safe loading, failed loads, RAM cache."""
+from __future__ import annotations
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from webui.engine.checkpoints.loader import CheckpointLoadError, inspect_checkpoint
+from webui.engine.checkpoints.registry import CheckpointRegistry, HashCache, sha256_of
+from webui.engine.requests import GenerationRequest
+
+
+def req(**kw):
+    return GenerationRequest(**{"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 1, "sampler_name": "Euler", **kw})
+
+
+@pytest.mark.parametrize("key, family, inpaint, prediction", [
+    ("sd1", "sd1", False, "epsilon"),
+    ("sd1-ckpt", "sd1", False, "epsilon"),
+    ("sd1-folder", "sd1", False, "epsilon"),
+    ("sd1-inpaint", "sd1", True, "epsilon"),
+    ("sd2", "sd2", False, "epsilon"),
+    ("sd2-v", "sd2", False, "v_prediction"),
+    ("sdxl", "sdxl", False, "epsilon"),
+])
+def test_family_detection(tiny_files, key, family, inpaint, prediction):
+    spec = inspect_checkpoint(tiny_files[key])
+    assert (spec.family, spec.inpaint, spec.prediction_type) == (family, inpaint, prediction)
+
+
+def test_inferred_config_matches_the_tiny_model(tiny_files):
+    spec = inspect_checkpoint(tiny_files["sdxl"])
+    unet = spec.configs["unet"]
+    assert unet["block_out_channels"] == [64, 128] and unet["layers_per_block"] == 2
+    assert unet["down_block_types"] == ["DownBlock2D", "CrossAttnDownBlock2D"]
+    assert unet["transformer_layers_per_block"] == [1, 2]
+    assert unet["addition_time_embed_dim"] == 8 and unet["cross_attention_dim"] == 192
+    assert spec.configs["text_encoder_2"]["hidden_size"] == 128
+
+
+@pytest.mark.parametrize("key", ["sd1", "sd1-ckpt", "sd1-folder", "sd2", "sd2-v", "sdxl", "sd1-inpaint"])
+def test_every_layout_and_family_generates_offline(engine, tiny_files, key):
+    model = engine.models.select(str(tiny_files[key]))
+    r = engine.generate(req(checkpoint=str(tiny_files[key])))
+    img = np.asarray(r.images[0], dtype=np.float32)
+    assert r.images[0].size == (64, 64) and np.isfinite(img).all() and img.std() > 0.5
+    assert model.scheduler_config["prediction_type"] == ("v_prediction" if key == "sd2-v" else "epsilon")
+
+
+def test_titles_use_sha256_shorthash(engine, tiny_files):
+    titles = {c.name: c.title for c in engine.list_checkpoints()}
+    digest = sha256_of(tiny_files["sd1"])
+    assert titles["tiny-sd1.safetensors"] == f"tiny-sd1.safetensors [{digest[:10]}]"
+    assert engine.checkpoints.find(digest[:10]).name == "tiny-sd1.safetensors"
+    assert engine.checkpoints.find("tiny-sd1").name == "tiny-sd1.safetensors"
+
+
+def test_hash_cache_hit_skips_rehashing(tmp_path, tiny_files):
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    shutil.copy(tiny_files["sd1"], folder / "a.safetensors")
+    first = HashCache(tmp_path / "hashes.json")
+    CheckpointRegistry([folder], first).refresh()
+    assert first.computed == 1
+    second = HashCache(tmp_path / "hashes.json")
+    items = CheckpointRegistry([folder], second).refresh()
+    assert second.computed == 0 and second.hits == 1 and items[0].sha256 == sha256_of(folder / "a.safetensors")
+    (folder / "a.safetensors").write_bytes((folder / "a.safetensors").read_bytes() + b" ")  # size changes
+    third = HashCache(tmp_path / "hashes.json")
+    CheckpointRegistry([folder], third).refresh()
+    assert third.computed == 1
+
+
+def test_vae_files_and_other_suffixes_are_not_checkpoints(tmp_path, tiny_files):
+    (tmp_path / "sub").mkdir()
+    shutil.copy(tiny_files["sd1"], tmp_path / "sub" / "m.safetensors")
+    (tmp_path / "m.vae.safetensors").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    names = [i.name for i in CheckpointRegistry([tmp_path], HashCache(tmp_path / "h.json")).refresh()]
+    assert names == ["sub/m.safetensors"]
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(engine, data_dir, tmp_path):
+    target = tmp_path / "pwned.txt"
+    path = data_dir / "models" / "Stable-diffusion" / "evil.ckpt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _Evil(str(target))}, path)
+    engine.load_checkpoint("tiny-sd1")
+    with pytest.raises(CheckpointLoadError, match=r"evil\.ckpt.*refused"):
+        engine.load_checkpoint("evil")
+    assert not target.exists()
+    assert engine.models.active.title.startswith("tiny-sd1.safetensors")
+    assert len(engine.generate(req()).images) == 1
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("truncated.safetensors", "truncate", "corrupt or truncated"),
+    ("garbage.safetensors", b"\x00" * 64, "corrupt or truncated"),
+    ("garbage.ckpt", b"not a zip or pickle at all", "corrupt or truncated"),
+    ("lora-like.safetensors", "lora", "LoRA"),
+    ("unet-only.safetensors", "unknown", "unknown model"),
+])
+def test_failed_load_names_the_file_and_keeps_previous_model(engine, data_dir, tiny_files, name, content, message):
+    from safetensors.torch import save_file
+
+    path = data_dir / "models" / "Stable-diffusion" / name
+    if content == "truncate":
+        raw = tiny_files["sd1"].read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+    elif content == "lora":
+        save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 4)}, path)
+    elif content == "unknown":
+        save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}, path)
+    else:
+        path.write_bytes(content)
+    before = engine.generate(req()).images[0]
+    engine.checkpoints.refresh()
+    with pytest.raises(CheckpointLoadError) as info:
+        engine.load_checkpoint(name)
+    assert name in str(info.value) and message in str(info.value)
+    assert engine.models.active.title.startswith("tiny-sd1.safetensors")
+    after = engine.generate(req()).images[0]
+    assert np.array_equal(np.asarray(before), np.asarray(after))
+
+
+def test_cached_switch_does_not_reread_and_evicts_least_recent(engine):
+    engine.load_checkpoint("tiny-sd1")
+    engine.load_checkpoint("tiny-sd1-b")
+    assert engine.models.loads == 2
+    img_a = engine.generate(req(checkpoint="tiny-sd1")).images[0]
+    assert engine.models.loads == 2  # came from RAM
+    engine.load_checkpoint("tiny-sd1-b")
+    engine.load_checkpoint("tiny-sd1-c")  # cache size 2: evicts tiny-sd1 (least recently used)
+    assert engine.models.loads == 3
+    assert [t.split(" [")[0] for t in engine.models.cached_titles()] == ["tiny-sd1-b.safetensors", "tiny-sd1-c.safetensors"]
+    img_a2 = engine.generate(req(checkpoint="tiny-sd1")).images[0]
+    assert engine.models.loads == 4
+    assert np.array_equal(np.asarray(img_a), np.asarray(img_a2))
+    other = engine.generate(req(checkpoint="tiny-sd1-b")).images[0]
+    assert not np.array_equal(np.asarray(img_a), np.asarray(other))
+
+
+def test_pickle_module_refusal_message_is_plain(tmp_path):
+    path = tmp_path / "x.ckpt"
+    with open(path, "wb") as f:
+        pickle.dump({"a": _Evil(str(tmp_path / "boom"))}, f)
+    with pytest.raises(CheckpointLoadError, match="x.ckpt"):
+        inspect_checkpoint(path)
+    assert not (tmp_path / "boom").exists()

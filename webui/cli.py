@@ -1,0 +1,139 @@
+"""Command-line flags (A1111 names) -> Settings, and the headless `generate` command."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from webui.settings import ROOT, Settings, load_user_settings
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("folders")
+    g.add_argument("--data-dir", type=Path, default=ROOT, help="base folder for models/, embeddings/, outputs/, cache/")
+    g.add_argument("--models-dir", type=Path, help="folder holding Stable-diffusion/, Lora/, VAE/, wildcards/")
+    g.add_argument("--ckpt-dir", type=Path, action="append", default=[], help="extra checkpoint folder (repeatable)")
+    g.add_argument("--vae-dir", type=Path, action="append", default=[], help="extra VAE folder")
+    g.add_argument("--lora-dir", type=Path, action="append", default=[], help="extra LoRA folder")
+    g.add_argument("--embeddings-dir", type=Path, help="textual-inversion embeddings folder")
+    g.add_argument("--outdir", type=Path, help="outputs folder (default: outputs/)")
+    g = p.add_argument_group("device and memory")
+    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument("--precision", choices=["auto", "fp16", "fp32"], default="auto", help="auto: fp16 on CUDA, fp32 elsewhere")
+    g.add_argument("--no-half", action="store_true", help="same as --precision fp32")
+    g.add_argument("--xformers", action="store_true", help="use xformers attention when CUDA and xformers really work")
+    g.add_argument("--medvram", action="store_true", help="CUDA: keep only the running model part on the GPU")
+    g.add_argument("--lowvram", action="store_true", help="CUDA: sequential offload, slowest, least VRAM")
+    g.add_argument("--attention-slicing", action="store_true", help="compute attention in slices (less memory)")
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--ckpt", help="checkpoint to load first (title, name or path)")
+    g.add_argument("--checkpoint-cache", type=int, help="checkpoints kept in RAM (default 1)")
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
+    s = Settings(data_dir=args.data_dir)
+    s, notice = load_user_settings(s)
+    changes = dict(
+        models_dir=args.models_dir, ckpt_dirs=list(args.ckpt_dir), vae_dirs=list(args.vae_dir),
+        lora_dirs=list(args.lora_dir), embeddings_dir=args.embeddings_dir, device=args.device,
+        precision="fp32" if args.no_half else args.precision, xformers=args.xformers, medvram=args.medvram,
+        lowvram=args.lowvram, attention_slicing=args.attention_slicing, ckpt=args.ckpt,
+    )
+    if args.outdir:
+        changes["outputs_dir"] = args.outdir
+    if args.checkpoint_cache:
+        changes["checkpoint_cache_size"] = args.checkpoint_cache
+    return s.with_overrides(**changes), notice
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="app.py", description="Latent Studio: Stable Diffusion in your browser")
+    add_common_flags(p)
+    sub = p.add_subparsers(dest="command")
+    g = sub.add_parser("generate", help="generate images headless and print the saved paths")
+    add_common_flags(g)
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--steps", type=int)
+    g.add_argument("--sampler", help="A1111 sampler name, e.g. 'Euler a', 'DPM++ 2M Karras'")
+    g.add_argument("--scheduler", help="schedule type: Automatic, Uniform, Karras, Exponential, ...")
+    g.add_argument("--cfg-scale", type=float)
+    g.add_argument("--seed", type=int, default=-1)
+    g.add_argument("--subseed", type=int, default=-1)
+    g.add_argument("--subseed-strength", type=float, default=0.0)
+    g.add_argument("--width", type=int, help="default: the model's native size")
+    g.add_argument("--height", type=int)
+    g.add_argument("--batch-size", type=int, default=1)
+    g.add_argument("--n-iter", type=int, default=1)
+    g.add_argument("--clip-skip", type=int, default=1)
+    g.add_argument("--init-image", type=Path, help="img2img: the starting image")
+    g.add_argument("--resize-mode", type=int, default=0, help="0 just resize, 1 crop and resize, 2 resize and fill")
+    g.add_argument("--denoising-strength", type=float, default=0.75)
+    return p
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from concurrent.futures import wait
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    from webui.engine.checkpoints.loader import CheckpointLoadError
+    from webui.engine.facade import Engine
+    from webui.engine.requests import RequestError
+    from webui.engine.samplers import SamplerError
+
+    settings, notice = settings_from_args(args)
+    if notice:
+        print(notice, file=sys.stderr)
+    engine = Engine(settings)
+    try:
+        model = engine.load_checkpoint(args.ckpt)
+        print(f"Model: {model.title} ({model.spec.label}) on {engine.device.describe()}", file=sys.stderr)
+        init = [Image.open(args.init_image)] if args.init_image else []
+        req = engine.request_defaults(
+            prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, subseed=args.subseed,
+            subseed_strength=args.subseed_strength, width=args.width, height=args.height,
+            batch_size=args.batch_size, n_iter=args.n_iter, clip_skip=args.clip_skip, init_images=init,
+            resize_mode=args.resize_mode, denoising_strength=args.denoising_strength)
+        if args.steps:
+            req.steps = args.steps
+        if args.sampler:
+            req.sampler_name = args.sampler
+        if args.scheduler:
+            req.scheduler = args.scheduler
+        if args.cfg_scale is not None:
+            req.cfg_scale = args.cfg_scale
+        job = engine.submit(req)
+        with tqdm(total=req.n_iter * req.steps, unit="step", file=sys.stderr) as bar:
+            while not job.future.done():
+                st = job.state
+                done = st.job_no * (st.sampling_steps or req.steps) + st.sampling_step
+                bar.total = req.n_iter * (st.sampling_steps or req.steps)
+                bar.n = done
+                bar.refresh()
+                wait([job.future], timeout=0.1)
+            bar.n = bar.total
+            bar.refresh()
+        result = job.result()
+    except (CheckpointLoadError, RequestError, SamplerError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.close()
+    for path, seed in zip(result.paths, result.seeds):
+        print(path)
+    if result.interrupted:
+        print("interrupted", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.command == "generate":
+        return run_generate(args)
+    from webui.server import serve  # the web UI and the API
+
+    return serve(args)
