@@ -31,6 +31,19 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-cache", type=int, help="checkpoints kept in RAM (default 1)")
 
 
+def add_server_flags(p: argparse.ArgumentParser) -> None:
+    """Web server flags (A1111 names); used only when no subcommand is given (see webui.server.serve)."""
+    g = p.add_argument_group("server")
+    g.add_argument("--listen", action="store_true", help="serve on all network interfaces (0.0.0.0), not only 127.0.0.1")
+    g.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    g.add_argument("--share", action="store_true", help="also make a public Gradio share link (needs the internet)")
+    g.add_argument("--auth", help="log-in for the UI (and the API): user:pass[,user2:pass2]")
+    g.add_argument("--auth-file", type=Path, help="file of user:pass entries (one per line or comma separated)")
+    g.add_argument("--api", action="store_true", help="also serve the REST API (/sdapi/v1, docs at /docs)")
+    g.add_argument("--api-auth", help="HTTP Basic log-in for the API only: user:pass[,user2:pass2]")
+    g.add_argument("--nowebui", action="store_true", help="serve only the REST API, no web UI")
+
+
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
     s = Settings(data_dir=args.data_dir)
     s, notice = load_user_settings(s)
@@ -50,6 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Latent Studio: Stable Diffusion in your browser")
     add_common_flags(p)
+    add_server_flags(p)
     sub = p.add_subparsers(dest="command")
     g = sub.add_parser("generate", help="generate images headless and print the saved paths")
     add_common_flags(g)

@@ -1,13 +1,12 @@
 """Reading checkpoint files safely and turning them into diffusers components, fully offline.
 
 Single files: the state dict is read once (safetensors, or torch.load(weights_only=True) for .ckpt/.pt), the family
-and configs are read off the keys and shapes (family.py), the configs are written to a local folder, and each
-component is built with diffusers' own single-file loaders given that folder (`from_single_file(sd, config=...)`).
-Diffusers folders load with `from_pretrained(local_files_only=True)`.
+and configs are read off the keys and shapes (family.py, starting from the configs shipped in webui/resources),
+diffusers' own LDM->diffusers converters rename the weights, and the modules are built from those local configs.
+Diffusers folders load with `from_pretrained(local_files_only=True)`. Nothing here can reach the network.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import time
@@ -20,7 +19,6 @@ from safetensors import SafetensorError, safe_open
 
 from webui import resources
 from webui.engine.checkpoints import family as fam
-from webui.settings import atomic_write_text
 
 
 class CheckpointLoadError(RuntimeError):
@@ -121,61 +119,72 @@ def inspect_checkpoint(path: Path) -> fam.ModelSpec:
         raise _fail(path, str(exc)) from exc
 
 
-def write_config_folder(spec: fam.ModelSpec, cache_dir: Path) -> Path:
-    """A diffusers pipeline config folder for these configs (content-addressed, written once)."""
-    blob = json.dumps(spec.configs, sort_keys=True, default=str)
-    folder = Path(cache_dir) / "configs" / hashlib.sha1(blob.encode()).hexdigest()[:16]
-    if (folder / "model_index.json").exists():
-        return folder
-    base = resources.config_dir(spec.family)
-    for name, cfg in spec.configs.items():
-        sub = folder / name
-        sub.mkdir(parents=True, exist_ok=True)
-        fname = "scheduler_config.json" if name == "scheduler" else "config.json"
-        atomic_write_text(sub / fname, json.dumps(cfg, indent=1, default=str))
-    atomic_write_text(folder / "model_index.json", (base / "model_index.json").read_text())
-    return folder
+def load_single_file(path: Path, dtype: torch.dtype, reuse: dict | None = None) -> tuple[fam.ModelSpec, dict]:
+    """Build the components of a single-file checkpoint.
 
-
-def load_single_file(path: Path, cache_dir: Path, dtype: torch.dtype) -> tuple[fam.ModelSpec, dict]:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
-
+    diffusers' converters turn the LDM keys into diffusers keys; the modules are built from the inferred configs
+    on the meta device (or taken from `reuse`, the modules of an unloaded checkpoint with identical configs) and
+    the weights are assigned in one pass, cast once. Measured on SD1.5 (bench/swap.py) this is ~2.5x faster than
+    `from_single_file`, whose per-tensor copies dominate; the configs are the same local ones either way.
+    """
     sd, meta = read_state_dict(path)
     try:
         spec = fam.detect({k: tuple(v.shape) for k, v in sd.items()}, meta)
     except fam.UnknownModelError as exc:
         raise _fail(path, str(exc)) from exc
-    config = str(write_config_folder(spec, cache_dir))
-    common = {"config": config, "local_files_only": True, "torch_dtype": dtype}
+    reuse = reuse if reuse and reuse.get("_config_key") == spec.config_key() else {}
     try:
-        comps = {
-            "unet": UNet2DConditionModel.from_single_file(sd, subfolder="unet", **common),
-            "vae": AutoencoderKL.from_single_file(sd, subfolder="vae", **common),
-            "text_encoder": create_diffusers_clip_model_from_ldm(
-                CLIPTextModel, sd, subfolder="text_encoder", config=config, torch_dtype=dtype, local_files_only=True),
-        }
-        if spec.family == "sdxl":
-            comps["text_encoder_2"] = create_diffusers_clip_model_from_ldm(
-                CLIPTextModelWithProjection, sd, subfolder="text_encoder_2", config=config, torch_dtype=dtype,
-                local_files_only=True)
-    except CheckpointLoadError:
-        raise
-    except Exception as exc:  # shape mismatches, missing keys in damaged files ...
+        comps = {name: _build(name, spec, sd, dtype, reuse.get(name)) for name in _MODEL_PARTS[spec.family]}
+    except CheckpointLoadError as exc:
+        raise _fail(path, str(exc)) from exc
+    except Exception as exc:  # anything else a damaged file can cause
         raise _fail(path, f"{type(exc).__name__}: {exc}") from exc
     comps.update(resources.tokenizers_for(spec.family))
-    _check_loaded(path, comps)
     return spec, comps
 
 
-def _check_loaded(path: Path, comps: dict) -> None:
-    """diffusers leaves weights on the meta device when keys are missing: that must be an error, not NaNs later."""
-    for name, module in comps.items():
-        if isinstance(module, torch.nn.Module):
-            for pname, p in module.named_parameters():
-                if p.device.type == "meta":
-                    raise _fail(path, f"{name} weight {pname} is missing from the file")
+_MODEL_PARTS = {"sd1": ("unet", "vae", "text_encoder"), "sd2": ("unet", "vae", "text_encoder"),
+                "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2")}
+
+
+def _build(name: str, spec: fam.ModelSpec, sd: dict, dtype: torch.dtype, module=None):
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders import single_file_utils as sfu
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = spec.configs[name]
+    if module is None:
+        with init_empty_weights():  # parameters on meta, buffers real
+            if name == "unet":
+                module = UNet2DConditionModel.from_config(cfg)
+            elif name == "vae":
+                module = AutoencoderKL.from_config(cfg)
+            else:
+                cls = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+                module = cls(CLIPTextConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")}))
+    if name == "unet":
+        weights = sfu.convert_ldm_unet_checkpoint(sd, dict(module.config))
+    elif name == "vae":
+        weights = sfu.convert_ldm_vae_checkpoint(sd, dict(module.config))
+    elif name == "text_encoder" and spec.family == "sd2":
+        weights = sfu.convert_open_clip_checkpoint(module, sd, prefix=fam.SD2_TE)
+    elif name == "text_encoder":
+        weights = sfu.convert_ldm_clip_checkpoint(sd)
+    else:
+        weights = sfu.convert_open_clip_checkpoint(module, sd, prefix=fam.XL_TE2)
+    if not hasattr(module, "text_model"):  # transformers 5 flattened CLIPTextModel
+        weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        raise CheckpointLoadError(f"{name} weights missing from the file: {', '.join(missing[:5])}"
+                                  f"{' ...' if len(missing) > 5 else ''}")
+    for k, v in expected.items():
+        if tuple(weights[k].shape) != tuple(v.shape):
+            raise CheckpointLoadError(f"{name} weight {k} has shape {tuple(weights[k].shape)}, expected {tuple(v.shape)}")
+    module.load_state_dict({k: weights[k].to(dtype) for k in expected}, strict=True, assign=True)
+    return module.to(dtype)
 
 
 def _folder_spec(folder: Path) -> fam.ModelSpec:
@@ -208,10 +217,10 @@ def load_folder(folder: Path, dtype: torch.dtype) -> tuple[fam.ModelSpec, dict]:
     return spec, comps
 
 
-def load_checkpoint(path: Path, title: str, cache_dir: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_checkpoint(path: Path, title: str, device: torch.device, dtype: torch.dtype, reuse: dict | None = None) -> LoadedModel:
     t0 = time.perf_counter()
     path = Path(path)
-    spec, comps = load_folder(path, dtype) if path.is_dir() else load_single_file(path, cache_dir, dtype)
+    spec, comps = load_folder(path, dtype) if path.is_dir() else load_single_file(path, dtype, reuse)
     for m in comps.values():
         if isinstance(m, torch.nn.Module):
             m.requires_grad_(False).eval()

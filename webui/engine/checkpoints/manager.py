@@ -62,8 +62,7 @@ class ModelManager:
             self.registry.ensure_hash(info) if Path(info.path).is_file() else None
             # make room first so peak memory stays at cache_size (+ the file being read)
             self._evict(self.cache_size - 1, keep=self._active)
-            model = load_checkpoint(info.path, info.title, self.cache_dir, self._storage_device(active=True),
-                                    self.device.dtype)
+            model = load_checkpoint(info.path, info.title, self._storage_device(active=True), self.device.dtype)
             model.sha256 = info.sha256
             self.loads += 1
             self._cache[key] = model

@@ -97,6 +97,7 @@ class _Parser:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._memo: dict[int, tuple | None] = {}  # construct at position -> (node, end) or None
 
     class _NoMatch(Exception):
         pass
@@ -181,8 +182,23 @@ class _Parser:
         raise self._NoMatch
 
     def _construct(self, pos: int, depth: int) -> tuple[_Node, int]:
-        if depth > _MAX_DEPTH:
-            raise PromptScheduleError("brackets nested too deeply")
+        """A bracket construct starting at ``pos``; its parse does not depend on the context, so it is memoised."""
+        if pos in self._memo:
+            found = self._memo[pos]
+            if found is None:
+                raise self._NoMatch
+            return found
+        if depth > _MAX_DEPTH:  # deeper nesting is treated as unbalanced brackets
+            raise self._NoMatch
+        try:
+            found = self._construct_uncached(pos, depth)
+        except self._NoMatch:
+            self._memo[pos] = None
+            raise
+        self._memo[pos] = found
+        return found
+
+    def _construct_uncached(self, pos: int, depth: int) -> tuple[_Node, int]:
         text = self.text
         opener = text[pos]
         first, pos = self._prompt(pos + 1, depth)

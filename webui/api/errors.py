@@ -1,0 +1,89 @@
+"""Errors of the API: every failure is a JSON body shaped like A1111's ({error, detail, body, errors}) with a 4xx
+status for bad input and 5xx only for real server faults. The handling is attached to our routes only (a custom
+APIRoute class), so it never changes how the host app (e.g. the Gradio UI) reports its own errors."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Coroutine
+
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from webui.engine.checkpoints.loader import CheckpointLoadError
+from webui.engine.jobs import QueueFullError
+from webui.engine.requests import RequestError
+from webui.engine.samplers import SamplerError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with the HTTP status to answer and a message for the client."""
+
+    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = headers
+
+
+def unsupported(field: str, value: Any, why: str = "") -> ApiError:
+    extra = f": {why}" if why else ""
+    return ApiError(422, f"{field}={value!r} is not supported{extra}")
+
+
+def _location(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def validation_message(errors: list[dict]) -> str:
+    return "; ".join(f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors)
+
+
+def _clean_errors(errors: list[dict]) -> list[dict]:
+    # without "input": it can be a whole base64 image
+    return [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]
+
+
+def error_response(status: int, kind: str, detail: Any, errors: Any = None, headers: dict | None = None) -> JSONResponse:
+    body = {"error": kind, "detail": detail, "body": "", "errors": errors if errors is not None else str(detail)}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def to_response(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, type(exc).__name__, exc.detail, headers=exc.headers)
+    if isinstance(exc, HTTPException):
+        return error_response(exc.status_code, type(exc).__name__, exc.detail, headers=getattr(exc, "headers", None))
+    if isinstance(exc, RequestValidationError):
+        errs = list(exc.errors())
+        return error_response(422, type(exc).__name__, validation_message(errs), _clean_errors(errs))
+    if isinstance(exc, SamplerError):
+        return error_response(404, type(exc).__name__, str(exc))
+    if isinstance(exc, RequestError):
+        return error_response(422, type(exc).__name__, str(exc))
+    if isinstance(exc, CheckpointLoadError):
+        status = 404 if "not found" in str(exc) else 422
+        return error_response(status, type(exc).__name__, str(exc))
+    if isinstance(exc, QueueFullError):
+        return error_response(503, type(exc).__name__, str(exc), headers={"Retry-After": "5"})
+    log.exception("API error: %s %s", request.method, request.url.path)
+    return error_response(500, type(exc).__name__, f"{type(exc).__name__}: {exc}")
+
+
+class ApiRoute(APIRoute):
+    """Turns any exception raised while serving one of our routes into an A1111-shaped JSON error."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer
+                return to_response(request, exc)
+
+        return guarded

@@ -1,0 +1,203 @@
+"""Images in and out of the API: base64 decoding with clear errors, PNG encoding with the infotext embedded, and the
+img2img/inpainting preparation A1111 clients expect (mask conventions, 'fill' masked content, 'only masked'
+inpainting, final overlay) plus the plain upscalers of the Extras endpoints. Pure Pillow/NumPy."""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageFilter, ImageOps
+
+from webui.api.errors import ApiError
+from webui.engine.infotext import png_info_for, read_infotext
+
+MAX_INPUT_PIXELS = 8192 * 8192  # decoded input images; bigger is refused before the pixels are read
+MAX_OUTPUT_SIDE = 8192  # extras upscaling
+IMG2IMG_BACKGROUND = (255, 255, 255)  # A1111 img2img_background_color default: transparent areas become white
+
+
+def _payload(data: str, field: str) -> bytes:
+    if not isinstance(data, str) or not data.strip():
+        raise ApiError(422, f"{field}: no image given (expected a base64-encoded image)")
+    text = data.strip()
+    if text.startswith(("http://", "https://")):
+        raise ApiError(422, f"{field}: image URLs are not supported; send the image itself as base64")
+    if text.startswith("data:"):
+        head, sep, text = text.partition(",")
+        if not sep or ";base64" not in head:
+            raise ApiError(422, f"{field}: a data: URL must be base64 encoded (data:image/png;base64,...)")
+    text = "".join(text.split())
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(422, f"{field}: invalid base64 data ({exc})") from None
+
+
+def decode_image(data: str, field: str = "image") -> Image.Image:
+    """A PIL image from raw base64 or a data: URL; ApiError(422) naming the field when it is not one."""
+    raw = _payload(data, field)
+    try:
+        image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as exc:
+        raise ApiError(422, f"{field}: image too large ({exc})") from None
+    except Exception:  # noqa: BLE001 - PIL raises many kinds for garbage
+        raise ApiError(422, f"{field}: not a readable image (PNG, JPEG, WebP ...)") from None
+    if image.width * image.height > MAX_INPUT_PIXELS:
+        raise ApiError(422, f"{field}: image too large ({image.width}x{image.height}; at most "
+                            f"{MAX_INPUT_PIXELS // 1_000_000} megapixels)")
+    try:
+        image.load()
+    except Exception as exc:  # noqa: BLE001
+        raise ApiError(422, f"{field}: the image data is corrupt or truncated ({exc})") from None
+    return image
+
+
+def encode_png(image: Image.Image, infotext: str | None = None, extra: dict | None = None) -> str:
+    """Raw base64 PNG (no data: prefix), with `infotext` in the 'parameters' text chunk like A1111."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=png_info_for(infotext, extra))
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_text_items(image: Image.Image) -> tuple[str, dict]:
+    """(infotext or "", other JSON-safe metadata items) like A1111's read_info_from_image."""
+    info = read_infotext(image) or ""
+    ignored = {"parameters", "exif", "icc_profile", "jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi",
+               "loop", "background", "timestamp", "duration", "progressive", "progression", "chromaticity",
+               "photoshop", "transparency", "gamma", "aspect", "srgb"}
+    items = {}
+    for key, value in (image.info or {}).items():
+        if not isinstance(key, str) or key in ignored:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        if isinstance(value, (str, int, float, bool)):
+            items[key] = value
+    return info, items
+
+
+def flatten(image: Image.Image, background=IMG2IMG_BACKGROUND) -> Image.Image:
+    """RGB; transparent areas over `background` (not the black that a bare convert('RGB') gives)."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        base.alpha_composite(rgba)
+        return base.convert("RGB")
+    return image.convert("RGB")
+
+
+def mask_from_image(image: Image.Image) -> Image.Image:
+    """A1111 convention: white = repaint. An RGBA mask that really uses transparency is read from its alpha
+    channel (opaque = repaint), anything else from its brightness."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "RGBA" and image.getextrema()[-1] != (255, 255):
+        return image.getchannel("A").point(lambda v: 255 if v > 128 else 0)
+    return image.convert("L")
+
+
+def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """'fill' masked content: cover the masked area with colours spread in from the unmasked pixels, through
+    premultiplied-alpha blurs from wide to sharp, so img2img starts from the surroundings' colours."""
+    keep = ImageOps.invert(mask.convert("L").point(lambda v: 255 if v > 127 else 0))
+    if keep.getextrema() == (0, 0):  # everything masked: nothing to fill from
+        return image.convert("RGB")
+    source = image.convert("RGB").convert("RGBA")
+    source.putalpha(keep)
+    premultiplied = source.convert("RGBa")
+    out = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    for radius, repeats in ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1)):
+        layer = premultiplied.filter(ImageFilter.GaussianBlur(radius)) if radius else premultiplied
+        layer = layer.convert("RGBA")
+        for _ in range(repeats):
+            out.alpha_composite(layer)
+    base = Image.new("RGBA", image.size, (127, 127, 127, 255))
+    base.alpha_composite(out)
+    return base.convert("RGB")
+
+
+def crop_region(mask: Image.Image, padding: int, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """'Only masked' area: the mask's bounding box plus `padding`, grown to the aspect ratio of width x height and
+    kept inside the image. None when the mask is empty."""
+    box = mask.point(lambda v: 255 if v > 127 else 0).getbbox()
+    if box is None:
+        return None
+    w_img, h_img = mask.size
+    x1, y1, x2, y2 = box
+    x1, y1 = max(0, x1 - padding), max(0, y1 - padding)
+    x2, y2 = min(w_img, x2 + padding), min(h_img, y2 + padding)
+    target = width / height
+    w, h = x2 - x1, y2 - y1
+    if w / h < target:
+        new_w = min(w_img, round(h * target))
+        x1 -= (new_w - w) // 2
+        x2 = x1 + new_w
+    else:
+        new_h = min(h_img, round(w / target))
+        y1 -= (new_h - h) // 2
+        y2 = y1 + new_h
+
+    def shift(lo, hi, limit):
+        if lo < 0:
+            hi, lo = hi - lo, 0
+        if hi > limit:
+            lo, hi = max(0, lo - (hi - limit)), limit
+        return lo, hi
+
+    x1, x2 = shift(x1, x2, w_img)
+    y1, y2 = shift(y1, y2, h_img)
+    return x1, y1, x2, y2
+
+
+def blur_mask(mask: Image.Image, blur_x: int, blur_y: int) -> Image.Image:
+    if blur_x <= 0 and blur_y <= 0:
+        return mask
+    return mask.filter(ImageFilter.GaussianBlur((max(blur_x, 0), max(blur_y, 0))))
+
+
+@dataclass
+class Overlay:
+    """How to put a generated image back over the original: paste into `box` (only masked) and keep the
+    original outside the blurred mask."""
+    original: Image.Image  # init image at the output size, before any fill
+    mask: Image.Image  # blurred mask at the output size (white = generated)
+    box: tuple[int, int, int, int] | None = None
+
+    def apply(self, generated: Image.Image) -> Image.Image:
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            placed = self.original.copy()
+            placed.paste(generated.convert("RGB").resize((x2 - x1, y2 - y1), Image.LANCZOS), (x1, y1))
+            generated = placed
+        return Image.composite(generated.convert("RGB"), self.original, self.mask)
+
+
+# ---- Extras upscaling ----------------------------------------------------------------------------------------
+
+UPSCALERS = {"None": None, "Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
+
+
+def upscaler_filter(name: str | None, field: str):
+    key = "None" if name in (None, "", "None", "none") else name
+    for known, flt in UPSCALERS.items():
+        if known.lower() == str(key).lower():
+            return known, flt
+    raise ApiError(404, f"{field}: upscaler {name!r} not found. Available upscalers: {', '.join(UPSCALERS)}")
+
+
+def upscale(image: Image.Image, resample, mode: int, factor: float, width: int, height: int, crop: bool) -> Image.Image:
+    """A1111 Extras geometry: mode 0 scales by `factor`; mode 1 scales to cover width x height and, with `crop`,
+    cuts the centre to exactly that size."""
+    if mode == 1:
+        factor = max(width / image.width, height / image.height)
+    new_w, new_h = round(image.width * factor), round(image.height * factor)
+    if new_w < 1 or new_h < 1 or max(new_w, new_h) > MAX_OUTPUT_SIDE:
+        raise ApiError(422, f"upscaled size {new_w}x{new_h} is out of range (1..{MAX_OUTPUT_SIDE} per side)")
+    out = image.resize((new_w, new_h), resample) if (new_w, new_h) != image.size else image.copy()
+    if mode == 1 and crop and out.size != (width, height):
+        left, top = (out.width - width) // 2, (out.height - height) // 2
+        out = out.crop((left, top, left + width, top + height))
+    return out

@@ -1,0 +1,154 @@
+"""GET/POST /sdapi/v1/options: the A1111 option names this app understands, mapped onto the engine.
+
+A POST is validated as a whole before anything changes: an unknown option, or a read-only one set to a new value,
+is a 422 naming it; an unknown checkpoint is a 404 naming it. Setting an option to the value it already has is
+always accepted (clients often send back the whole GET answer)."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from webui.api.errors import ApiError
+from webui.engine.checkpoints.loader import CheckpointLoadError
+
+log = logging.getLogger(__name__)
+
+# Our own API setting (A1111 has none of that name): save every API image, whatever the request's save_images.
+API_ALWAYS_SAVE = "api_always_save"
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError(422, f"option {key}: expected true or false (got {value!r})")
+    return value
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
+            raise ApiError(422, f"option {key}: expected an integer between {lo} and {hi} (got {value!r})")
+        return int(value)
+    return check
+
+
+class ApiOptions:
+    def __init__(self, engine):
+        self.engine = engine
+        self.clip_skip = 1  # A1111 CLIP_stop_at_last_layers: the clip skip of API requests that do not override it
+        self._lock = threading.Lock()
+        self._dirty = False
+
+    # ---- reading -------------------------------------------------------------------------------------------
+    def checkpoint_title(self) -> str | None:
+        active = self.engine.models.active
+        if active is not None:
+            return active.title
+        try:
+            return self.engine.default_checkpoint().title
+        except CheckpointLoadError:
+            return None
+
+    def snapshot(self) -> dict[str, Any]:
+        eng, st = self.engine, self.engine.settings
+        active = eng.models.active
+        outputs = eng.outputs.root
+        return {
+            "sd_model_checkpoint": self.checkpoint_title(),
+            "sd_checkpoint_hash": active.sha256 if active is not None else None,
+            "sd_checkpoints_limit": eng.models.cache_size,
+            "sd_vae": "Automatic",
+            "CLIP_stop_at_last_layers": self.clip_skip,
+            "samples_save": bool(st.save_images),
+            "samples_format": "png",
+            "grid_save": False,
+            "outdir_samples": "",
+            "outdir_txt2img_samples": str(outputs / "txt2img-images"),
+            "outdir_img2img_samples": str(outputs / "img2img-images"),
+            "outdir_extras_samples": str(outputs / "extras-images"),
+            "eta_noise_seed_delta": 0,
+            "randn_source": "CPU",
+            "img2img_background_color": "#ffffff",
+            API_ALWAYS_SAVE: bool(getattr(st, API_ALWAYS_SAVE, False)),
+        }
+
+    @property
+    def always_save(self) -> bool:
+        return bool(getattr(self.engine.settings, API_ALWAYS_SAVE, False))
+
+    # ---- writing -------------------------------------------------------------------------------------------
+    def apply(self, changes: dict[str, Any]) -> None:
+        if not isinstance(changes, dict):
+            raise ApiError(422, "options: expected a JSON object of option names and values")
+        with self._lock:
+            current = self.snapshot()
+            checkpoint, setters = None, []
+            for key, value in changes.items():
+                if key == "sd_model_checkpoint":
+                    if value is None or value == current[key]:
+                        continue
+                    if not isinstance(value, str):
+                        raise ApiError(422, f"option sd_model_checkpoint: expected a checkpoint title (got {value!r})")
+                    checkpoint = self.engine.models.resolve(value)  # 404 naming it, before anything changes
+                elif key == "sd_vae":
+                    if value not in ("Automatic", "None", None):
+                        raise ApiError(422, f"option sd_vae={value!r} is not supported: VAE selection is not "
+                                            f"available through the API yet (use 'Automatic')")
+                elif key == "CLIP_stop_at_last_layers":
+                    v = _int_range(1, 12)(key, value)
+                    setters.append(lambda v=v: setattr(self, "clip_skip", v))
+                elif key == "sd_checkpoints_limit":
+                    v = _int_range(1, 16)(key, value)
+                    setters.append(lambda v=v: self._set_cache_size(v))
+                elif key == "samples_save":
+                    v = _bool(key, value)
+                    setters.append(lambda v=v: self._set_setting("save_images", v))
+                elif key == API_ALWAYS_SAVE:
+                    v = _bool(key, value)
+                    setters.append(lambda v=v: setattr(self.engine.settings, API_ALWAYS_SAVE, v))
+                elif key in current:
+                    if value != current[key]:
+                        raise ApiError(422, f"option {key} cannot be changed (it is {current[key]!r})")
+                else:
+                    raise ApiError(422, f"option {key!r} is not supported. Known options: {', '.join(current)}")
+            if checkpoint is not None:
+                self.engine.load_checkpoint(checkpoint.title)  # through the queue; on failure nothing else changes
+            for set_ in setters:
+                set_()
+            self._persist()
+
+    def _set_cache_size(self, n: int) -> None:
+        self.engine.models.set_cache_size(n)
+        self._set_setting("checkpoint_cache_size", n)
+
+    def _set_setting(self, name: str, value) -> None:
+        setattr(self.engine.settings, name, value)
+        self._dirty = True
+
+    def _persist(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            from webui.settings import save_user_settings
+
+            save_user_settings(self.engine.settings)
+        except Exception:  # noqa: BLE001 - the change is applied; saving is best effort
+            log.exception("could not save the settings file")
+
+    def override(self, key: str, value: Any) -> tuple[str, Any] | None:
+        """One override_settings entry of a generation request -> ('checkpoint'|'clip_skip', value), or None when
+        it asks for what is already in effect. 422 naming the key otherwise."""
+        if key == "sd_model_checkpoint":
+            return ("checkpoint", value) if value else None
+        if key == "CLIP_stop_at_last_layers":
+            return "clip_skip", _int_range(1, 12)(f"override_settings.{key}", value)
+        if key == "sd_vae" and value in ("Automatic", "None", None):
+            return None
+        current = self.snapshot()
+        if key in current and value == current[key]:
+            return None
+        if key in current:
+            raise ApiError(422, f"override_settings.{key}={value!r} is not supported (only {current[key]!r})")
+        raise ApiError(422, f"override_settings key {key!r} is not supported. Supported: sd_model_checkpoint, "
+                            f"CLIP_stop_at_last_layers, and options set to their current value")

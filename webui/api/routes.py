@@ -1,0 +1,351 @@
+"""The /sdapi/v1 endpoints. Generation endpoints validate and decode in a worker thread, queue the job on the
+engine's single queue and wait for it without holding a thread, so /progress, /interrupt and /skip answer at once
+while jobs run."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from PIL import Image
+
+from webui.api import registries, schemas, translate
+from webui.api.errors import ApiError, ApiRoute
+from webui.api.images import decode_image, encode_png, image_text_items, upscale, upscaler_filter
+from webui.api.options import ApiOptions
+from webui.engine.infotext import parse_infotext
+from webui.engine.samplers import SAMPLERS, schedule_names
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/sdapi/v1"
+MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
+def _basic_auth(credentials: list[tuple[str, str]]):
+    scheme = HTTPBasic(auto_error=False)
+    pairs = [(u.encode(), p.encode()) for u, p in credentials]
+
+    def check(given: HTTPBasicCredentials | None = Depends(scheme)) -> None:
+        if given is not None:
+            user, password = given.username.encode(), given.password.encode()
+            ok = False
+            for u, p in pairs:  # compare against every pair: timing does not tell which user exists
+                ok |= secrets.compare_digest(user, u) & secrets.compare_digest(password, p)
+            if ok:
+                return
+        raise ApiError(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+
+    return check
+
+
+class SdApi:
+    def __init__(self, engine, auth: list[tuple[str, str]] | None = None):
+        self.engine = engine
+        self.options = ApiOptions(engine)
+        deps = [Depends(_basic_auth(auth))] if auth else []
+        self.router = APIRouter(prefix=PREFIX, tags=["sdapi"], route_class=ApiRoute, dependencies=deps,
+                                max_body_size=MAX_BODY_BYTES)
+        r = self.router.add_api_route
+        r("/txt2img", self.txt2img, methods=["POST"], response_model=schemas.GenerationResponse)
+        r("/img2img", self.img2img, methods=["POST"], response_model=schemas.GenerationResponse)
+        r("/extra-single-image", self.extra_single_image, methods=["POST"],
+          response_model=schemas.ExtrasSingleImageResponse)
+        r("/extra-batch-images", self.extra_batch_images, methods=["POST"],
+          response_model=schemas.ExtrasBatchImagesResponse)
+        r("/png-info", self.png_info, methods=["POST"], response_model=schemas.PNGInfoResponse)
+        r("/progress", self.progress, methods=["GET"], response_model=schemas.ProgressResponse)
+        r("/interrupt", self.interrupt, methods=["POST"])
+        r("/skip", self.skip, methods=["POST"])
+        r("/options", self.get_options, methods=["GET"])
+        r("/options", self.set_options, methods=["POST"])
+        r("/cmd-flags", self.cmd_flags, methods=["GET"])
+        r("/samplers", self.samplers, methods=["GET"], response_model=list[schemas.SamplerItem])
+        r("/schedulers", self.schedulers, methods=["GET"], response_model=list[schemas.SchedulerItem])
+        r("/upscalers", self.upscalers, methods=["GET"], response_model=list[schemas.UpscalerItem])
+        r("/latent-upscale-modes", self.latent_upscale_modes, methods=["GET"],
+          response_model=list[schemas.LatentUpscalerModeItem])
+        r("/sd-models", self.sd_models, methods=["GET"], response_model=list[schemas.SDModelItem])
+        r("/sd-vae", self.sd_vae, methods=["GET"], response_model=list[schemas.SDVaeItem])
+        r("/loras", self.loras, methods=["GET"], response_model=list[schemas.LoraItem])
+        r("/hypernetworks", self.hypernetworks, methods=["GET"], response_model=list[schemas.HypernetworkItem])
+        r("/face-restorers", self.face_restorers, methods=["GET"], response_model=list[schemas.FaceRestorerItem])
+        r("/realesrgan-models", self.realesrgan_models, methods=["GET"],
+          response_model=list[schemas.RealesrganItem])
+        r("/prompt-styles", self.prompt_styles, methods=["GET"], response_model=list[schemas.PromptStyleItem])
+        r("/embeddings", self.embeddings, methods=["GET"], response_model=schemas.EmbeddingsResponse)
+        r("/memory", self.memory, methods=["GET"], response_model=schemas.MemoryResponse)
+        r("/scripts", self.scripts, methods=["GET"], response_model=schemas.ScriptsList)
+        r("/script-info", self.script_info, methods=["GET"], response_model=list[schemas.ScriptInfo])
+        r("/extensions", self.extensions, methods=["GET"], response_model=list[schemas.ExtensionItem])
+        r("/refresh-checkpoints", self.refresh_checkpoints, methods=["POST"])
+        r("/refresh-vae", self.refresh_vae, methods=["POST"])
+        r("/refresh-loras", self.refresh_loras, methods=["POST"])
+        r("/unload-checkpoint", self.unload_checkpoint, methods=["POST"])
+        r("/reload-checkpoint", self.reload_checkpoint, methods=["POST"])
+
+    # ---- generation --------------------------------------------------------------------------------------
+    async def txt2img(self, body: schemas.Txt2ImgRequest) -> dict:
+        return await self._generate(body, "txt2img")
+
+    async def img2img(self, body: schemas.Img2ImgRequest) -> dict:
+        return await self._generate(body, "img2img")
+
+    async def _generate(self, body: schemas.GenerationBody, mode: str) -> dict:
+        plan = await run_in_threadpool(translate.prepare, self.engine, self.options, body, mode)
+        job = await run_in_threadpool(self.engine.submit, plan.request)
+        result = await asyncio.wrap_future(job.future)
+        if plan.restore_checkpoint:
+            await run_in_threadpool(self._restore, plan.restore_checkpoint)
+        return await run_in_threadpool(translate.response_body, self.engine, plan, result)
+
+    def _restore(self, title: str) -> None:
+        try:
+            self.engine.load_checkpoint(title)
+        except Exception:  # noqa: BLE001 - the images are made; a failed switch back is only logged
+            log.exception("could not switch back to %s after override_settings", title)
+
+    # ---- progress and control ----------------------------------------------------------------------------
+    async def progress(self, skip_current_image: bool = False) -> dict:
+        queue = self.engine.queue
+        job, waiting = queue.current, queue.waiting
+        if job is None:
+            state = schemas.ProgressState(job_count=1 if waiting else 0, queued=waiting)
+            return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": None}
+        st = job.state
+        started = st.started or st.created
+        state = schemas.ProgressState(
+            skipped=st.skipped, interrupted=st.interrupted, job=st.kind, job_count=max(1, st.job_count),
+            job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(started)), job_no=st.job_no,
+            sampling_step=st.sampling_step, sampling_steps=st.sampling_steps, queued=waiting)
+        preview = None
+        if st.preview is not None and not skip_current_image:
+            preview = await run_in_threadpool(encode_png, st.preview)
+        eta = st.eta
+        return {"progress": max(0.01, min(1.0, st.progress)), "eta_relative": eta if eta is not None else 0.0,
+                "state": state, "current_image": preview, "textinfo": st.textinfo or None}
+
+    async def interrupt(self) -> dict:
+        self.engine.interrupt()
+        return {}
+
+    async def skip(self) -> dict:
+        self.engine.skip()
+        return {}
+
+    # ---- options and flags -------------------------------------------------------------------------------
+    def get_options(self) -> dict:
+        return self.options.snapshot()
+
+    def set_options(self, body: dict[str, Any]) -> dict:
+        self.options.apply(body)
+        return {}
+
+    def cmd_flags(self) -> dict:
+        s = self.engine.settings
+
+        def text(p):
+            return None if p is None else str(p)
+
+        return {
+            "data_dir": text(s.data_dir), "models_dir": text(s.models_dir),
+            "ckpt_dir": text(s.ckpt_dirs[0]) if s.ckpt_dirs else None,
+            "vae_dir": text(s.vae_dirs[0]) if s.vae_dirs else None,
+            "lora_dir": text(s.lora_dirs[0]) if s.lora_dirs else text(s.models_root / "Lora"),
+            "embeddings_dir": text(s.embeddings_path), "ckpt": s.ckpt, "device": s.device,
+            "precision": s.precision, "no_half": s.precision == "fp32", "xformers": s.xformers,
+            "medvram": s.medvram, "lowvram": s.lowvram, "opt_split_attention": s.attention_slicing,
+            "api": True, "api_auth": None,  # never echo credentials
+        }
+
+    # ---- lists ---------------------------------------------------------------------------------------------
+    def samplers(self) -> list[dict]:
+        return [{"name": s.name, "aliases": list(s.aliases),
+                 "options": {k: str(v) for k, v in {"scheduler": s.default_schedule, **s.options}.items()}}
+                for s in SAMPLERS]
+
+    def schedulers(self) -> list[dict]:
+        from webui.engine.infotext import SCHEDULER_NAMES
+
+        by_label = {label: (name, aliases) for name, label, aliases in SCHEDULER_NAMES}
+        out = []
+        for label in schedule_names():
+            name, aliases = by_label.get(label, (label.lower().replace(" ", "_"), ()))
+            out.append({"name": name, "label": label, "aliases": list(aliases) or None,
+                        "default_rho": 7.0 if label == "Karras" else -1.0,
+                        "need_inner_model": label in ("SGM Uniform", "Normal", "Beta")})
+        return out
+
+    def upscalers(self) -> list[dict]:
+        return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
+                for n in ("None", "Lanczos", "Nearest")]
+
+    def latent_upscale_modes(self) -> list[dict]:
+        return []  # they only serve hires fix, which is not available yet
+
+    def sd_models(self) -> list[dict]:
+        return [self._model_item(i) for i in self.engine.list_checkpoints()]
+
+    @staticmethod
+    def _model_item(info) -> dict:
+        return {"title": info.title, "model_name": info.model_name, "hash": info.shorthash, "sha256": info.sha256,
+                "filename": str(info.path), "config": None}
+
+    def sd_vae(self) -> list[dict]:
+        return registries.vaes(self.engine)
+
+    def loras(self) -> list[dict]:
+        return registries.loras(self.engine)
+
+    def hypernetworks(self) -> list[dict]:
+        return []
+
+    def face_restorers(self) -> list[dict]:
+        return []
+
+    def realesrgan_models(self) -> list[dict]:
+        return []
+
+    def prompt_styles(self) -> list[dict]:
+        return registries.styles(self.engine)
+
+    def embeddings(self) -> dict:
+        return registries.embeddings(self.engine)
+
+    def memory(self) -> dict:
+        return {"ram": _ram(), "cuda": _cuda(self.engine)}
+
+    def scripts(self) -> dict:
+        return {"txt2img": [], "img2img": []}
+
+    def script_info(self) -> list[dict]:
+        return []
+
+    def extensions(self) -> list[dict]:
+        return registries.extensions(self.engine)
+
+    # ---- refresh / load ------------------------------------------------------------------------------------
+    def refresh_checkpoints(self) -> dict:
+        self.engine.list_checkpoints(refresh=True)
+        return {}
+
+    def refresh_vae(self) -> dict:
+        registries.refresh(self.engine, "vaes")
+        return {}
+
+    def refresh_loras(self) -> dict:
+        registries.refresh(self.engine, "loras")
+        return {}
+
+    def unload_checkpoint(self) -> dict:
+        self.engine.unload_checkpoint()
+        return {}
+
+    def reload_checkpoint(self) -> dict:
+        active = self.engine.models.active
+        self.engine.load_checkpoint(active.title if active is not None else None)
+        return {}
+
+    # ---- images ----------------------------------------------------------------------------------------------
+    def png_info(self, body: schemas.PNGInfoRequest) -> dict:
+        image = decode_image(body.image, "image")
+        info, items = image_text_items(image)
+        return {"info": info, "items": items, "parameters": parse_infotext(info)}
+
+    def extra_single_image(self, body: schemas.ExtrasSingleImageRequest) -> dict:
+        image = decode_image(body.image, "image")
+        out, html = self._extras(body, image)
+        return {"html_info": html, "image": out if body.show_extras_results else None}
+
+    def extra_batch_images(self, body: schemas.ExtrasBatchImagesRequest) -> dict:
+        if not body.imageList:
+            raise ApiError(422, "imageList: no images given")
+        images = [decode_image(f.data, f"imageList[{i}].data") for i, f in enumerate(body.imageList)]
+        outs, html = [], ""
+        for image in images:
+            out, html = self._extras(body, image)
+            outs.append(out)
+        return {"html_info": html, "images": outs if body.show_extras_results else []}
+
+    def _extras(self, body: schemas.ExtrasBase, image) -> tuple[str, str]:
+        if body.gfpgan_visibility > 0:
+            raise ApiError(422, f"gfpgan_visibility={body.gfpgan_visibility} is not supported: no face restorers "
+                                f"are installed")
+        if body.codeformer_visibility > 0:
+            raise ApiError(422, f"codeformer_visibility={body.codeformer_visibility} is not supported: no face "
+                                f"restorers are installed")
+        name1, f1 = upscaler_filter(body.upscaler_1, "upscaler_1")
+        name2, f2 = upscaler_filter(body.upscaler_2, "upscaler_2")
+        info, _ = image_text_items(image)
+        src = image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA") else "RGB")
+        args = (body.resize_mode, body.upscaling_resize, body.upscaling_resize_w, body.upscaling_resize_h,
+                body.upscaling_crop)
+        out, done = src, []
+        if f1 is not None:
+            out = upscale(src, f1, *args)
+            done.append(f"Postprocess upscaler: {name1}")
+            if f2 is not None and body.extras_upscaler_2_visibility > 0:
+                second = upscale(src, f2, *args)
+                out = Image.blend(out, second.convert(out.mode), body.extras_upscaler_2_visibility)
+                done.append(f"Postprocess upscaler 2: {name2}")
+            if body.resize_mode == 0:
+                done.insert(0, f"Postprocess upscale by: {body.upscaling_resize:g}")
+            else:
+                done.insert(0, f"Postprocess upscale to: {body.upscaling_resize_w}x{body.upscaling_resize_h}")
+        post = ", ".join(done)
+        extra = {"postprocessing": post} if post else None
+        return encode_png(out, info or None, extra), f"<p>{post}</p>" if post else ""
+
+
+def _ram() -> dict:
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return {"free": vm.available, "used": vm.total - vm.available, "total": vm.total}
+    except Exception as exc:  # noqa: BLE001
+        try:
+            pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+            avail = os.sysconf("SC_AVPHYS_PAGES")
+            return {"free": avail * size, "used": (pages - avail) * size, "total": pages * size}
+        except (ValueError, OSError, AttributeError):
+            return {"error": str(exc)}
+
+
+def _cuda(engine) -> dict:
+    try:
+        import torch
+
+        if not torch.cuda.is_available() or engine.device.device.type != "cuda":
+            return {"error": "unavailable"}
+        dev = engine.device.device
+        free, total = torch.cuda.mem_get_info(dev)
+        stats = torch.cuda.memory_stats(dev)
+        return {
+            "system": {"free": free, "used": total - free, "total": total},
+            "active": {"current": stats.get("active_bytes.all.current", 0), "peak": stats.get("active_bytes.all.peak", 0)},
+            "allocated": {"current": stats.get("allocated_bytes.all.current", 0),
+                          "peak": stats.get("allocated_bytes.all.peak", 0)},
+            "reserved": {"current": stats.get("reserved_bytes.all.current", 0),
+                         "peak": stats.get("reserved_bytes.all.peak", 0)},
+            "inactive": {"current": stats.get("inactive_split_bytes.all.current", 0),
+                         "peak": stats.get("inactive_split_bytes.all.peak", 0)},
+            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+        }
+    except Exception as exc:  # noqa: BLE001
+        return {"error": str(exc)}
+
+
+def mount_api(app: FastAPI, engine, auth: list[tuple[str, str]] | None = None) -> SdApi:
+    """Add the /sdapi/v1 routes to `app` (HTTP Basic on every route when `auth` is given). Call it before the
+    Gradio UI is mounted at "/", so these routes are matched first."""
+    api = SdApi(engine, auth)
+    app.include_router(api.router)
+    app.state.sdapi = api
+    return api

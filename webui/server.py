@@ -1,0 +1,193 @@
+"""`python app.py` without a subcommand: the web UI and/or the REST API on one FastAPI app served by uvicorn.
+
+flags -> Settings -> Engine (default checkpoint loads in the background, the page never waits for it) ->
+FastAPI app -> [REST API with --api / --nowebui] -> Gradio Blocks mounted at / (unless --nowebui) -> uvicorn.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD = "64mb"
+Credentials = list[tuple[str, str]]
+
+
+class FlagError(ValueError):
+    pass
+
+
+def parse_credentials(text: str | None) -> Credentials:
+    """'u:p,u2:p2' (or one per line) -> [(u, p), ...]. Blank entries and lines starting with # are ignored."""
+    out: Credentials = []
+    for line in (text or "").splitlines():
+        if line.strip().startswith("#"):
+            continue
+        for item in line.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            user, sep, password = item.partition(":")
+            if not sep or not user or not password:
+                raise FlagError(f"credentials must look like user:password (got {item.split(':')[0]!r}:...)")
+            out.append((user, password))
+    return out
+
+
+def credentials_from_args(args) -> tuple[Credentials, Credentials]:
+    """(UI log-ins, API log-ins). --auth protects both; --api-auth adds log-ins for the API only."""
+    ui = parse_credentials(getattr(args, "auth", None))
+    auth_file = getattr(args, "auth_file", None)
+    if auth_file:
+        try:
+            ui += parse_credentials(Path(auth_file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise FlagError(f"cannot read --auth-file {auth_file}: {exc}") from exc
+    api = parse_credentials(getattr(args, "api_auth", None))
+    return ui, (api or ui)
+
+
+def security_warnings(args, ui_auth: Credentials, api_auth: Credentials) -> list[str]:
+    out = []
+    exposed = [name for name, on in (("--listen", args.listen), ("--share", args.share)) if on]
+    if exposed and not ui_auth and not args.nowebui:
+        out.append(f"{' and '.join(exposed)} without --auth: ANYONE who can reach this machine can use the UI, "
+                   "generate images and read your outputs. Add --auth user:password.")
+    if exposed and (args.api or args.nowebui) and not api_auth:
+        out.append(f"{' and '.join(exposed)} with the API and no --api-auth/--auth: the REST API is open to anyone.")
+    return out
+
+
+def loud(lines: list[str]) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}", file=sys.stderr)
+    for line in lines:
+        print(f"!! WARNING: {line}", file=sys.stderr)
+    print(f"{bar}\n", file=sys.stderr, flush=True)
+
+
+def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth: Credentials):
+    """The FastAPI app with the API (when asked) and the UI mounted; also returns the UI context (or None)."""
+    from fastapi import FastAPI
+
+    app = FastAPI(title="Latent Studio", docs_url="/docs" if (args.api or args.nowebui) else None,
+                  redoc_url=None, openapi_url="/openapi.json" if (args.api or args.nowebui) else None)
+    if args.api or args.nowebui:
+        try:
+            from webui.api import mount_api
+        except ImportError as exc:
+            raise FlagError(f"the REST API is not available in this build ({exc})") from exc
+        mount_api(app, engine, auth=api_auth or None)
+    ctx = None
+    if not args.nowebui:
+        import gradio as gr
+
+        from webui.ui import CSS, HEAD, THEME, UiContext, build_ui
+
+        ctx = UiContext(engine, notice=notice)
+        blocks = build_ui(ctx)
+        blocks.queue(default_concurrency_limit=4, max_size=max(64, engine.settings.queue_size * 4))
+        settings = engine.settings
+        private = [settings.models_root, settings.cache_path, settings.settings_file, settings.embeddings_path,
+                   *settings.checkpoint_dirs, *settings.lora_search_dirs, *settings.vae_search_dirs]
+        gr.mount_gradio_app(
+            app, blocks, path="/", auth=ui_auth or None, auth_message="Latent Studio: please log in",
+            allowed_paths=[str(settings.outputs_path)], blocked_paths=[str(p) for p in private],
+            max_file_size=MAX_UPLOAD, show_error=True, ssr_mode=False, theme=THEME, css=CSS, head=HEAD,
+            footer_links=["api"] if args.api else [],
+        )
+    return app, ctx
+
+
+def serve(args) -> int:
+    """Run the server until Ctrl+C. Returns the exit status."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DISABLE_TELEMETRY", "1")
+    from webui.cli import settings_from_args
+    from webui.engine.facade import Engine
+
+    try:
+        ui_auth, api_auth = credentials_from_args(args)
+    except FlagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    warnings = security_warnings(args, ui_auth, api_auth)
+    if warnings:
+        loud(warnings)
+
+    settings, notice = settings_from_args(args)
+    if notice:
+        print(f"notice: {notice}", file=sys.stderr)
+    try:
+        engine = Engine(settings)
+    except Exception as exc:  # noqa: BLE001 - e.g. --device cuda on a machine without CUDA
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        app, ctx = create_app(args, engine, notice, ui_auth, api_auth)
+    except FlagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        engine.close()
+        return 2
+    # the default checkpoint loads in the background; the UI shows progress, the API waits in the queue
+    if ctx is not None:
+        ctx.load_in_background(None)
+    else:
+        import threading
+
+        threading.Thread(target=_load_quietly, args=(engine,), daemon=True, name="latent-studio-load").start()
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+    shown = "localhost" if host == "127.0.0.1" else host
+    what = "API" if args.nowebui else "Web UI"
+    print(f"Latent Studio {what} on http://{shown}:{args.port}  (device: {engine.device.describe()})", flush=True)
+    if args.api and not args.nowebui:
+        print(f"REST API on http://{shown}:{args.port}/sdapi/v1  (docs: /docs)", flush=True)
+    if args.share:
+        _start_share(server, host, args.port)
+    try:
+        server.run()
+    finally:
+        engine.close()
+    return 0
+
+
+def _load_quietly(engine) -> None:
+    try:
+        engine.load_checkpoint()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("default checkpoint not loaded: %s", exc)
+        print(f"warning: {exc}", file=sys.stderr)
+
+
+def _start_share(server, host: str, port: int) -> None:
+    """Open a Gradio share tunnel once the server is up; offline this fails with a clear message."""
+    import threading
+    import time
+
+    def run():
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.1)
+        try:
+            import secrets
+
+            from gradio.networking import setup_tunnel
+
+            url = setup_tunnel("127.0.0.1" if host == "0.0.0.0" else host, port, secrets.token_urlsafe(32), None, None)
+            print(f"Public share link: {url}  (expires when this process stops)", flush=True)
+        except Exception as exc:  # noqa: BLE001 - offline, blocked, frpc missing ...
+            print(f"--share: could not create a share link ({exc.__class__.__name__}: {exc}). "
+                  f"Still serving locally on port {port}.", file=sys.stderr, flush=True)
+
+    threading.Thread(target=run, name="latent-studio-share", daemon=True).start()

@@ -1,0 +1,119 @@
+"""The Gradio web UI: one module per tab, all sharing one `UiContext` (the engine and friends).
+
+`build_ui(ctx)` returns the Blocks; `webui.server` mounts it on FastAPI with `theme=THEME, css=CSS, head=HEAD`.
+The engine never imports gradio: everything gradio lives in this package.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from webui.ui import (header as header_mod, history_tab, img2img, lora_tab, models_tab, pnginfo_tab, settings_tab,
+                      styles_tab, txt2img, wildcards_tab)
+from webui.ui.context import UiContext
+from webui.ui.generation import GenerationPanel, record_image
+
+__all__ = ["UiContext", "build_ui", "THEME", "CSS", "HEAD"]
+
+# System fonts only: the default theme would fetch Google Fonts, and the UI must work offline.
+THEME = gr.themes.Default(
+    primary_hue="orange", neutral_hue="slate", radius_size="sm", spacing_size="sm", text_size="md",
+    font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+
+CSS = """
+.gradio-container { max-width: 1600px !important; }
+.ls-header { align-items: flex-end; }
+.ls-icon-btn { align-self: flex-end; min-height: 42px; }
+.ls-model-status { align-self: center; font-size: 0.9em; }
+.ls-tokens { text-align: right; font-size: 0.8em; opacity: 0.75; margin: -6px 8px 0 0; font-variant-numeric: tabular-nums; }
+.ls-tokens.ls-over { color: var(--color-accent); opacity: 1; }
+.ls-actions { gap: 8px !important; }
+.ls-actions button.lg { min-height: 72px; font-size: 1.15em; }
+.ls-tight { gap: 8px !important; }
+.ls-seed-row { align-items: flex-end; gap: 6px !important; }
+.ls-seed-row button { min-height: 40px; margin-bottom: 2px; }
+.ls-status { padding: 6px 10px; border-radius: 6px; font-size: 0.9em; background: var(--block-background-fill);
+             border: 1px solid var(--border-color-primary); min-height: 1.6em; }
+.ls-status-text { font-variant-numeric: tabular-nums; }
+.ls-bar { height: 6px; border-radius: 3px; background: var(--neutral-200); overflow: hidden; margin-bottom: 4px; }
+.ls-bar-fill { height: 100%; background: var(--color-accent); transition: width 0.25s ease; }
+.ls-error { border-color: #dc2626; color: #b91c1c; }
+.ls-warn { border-color: #d97706; }
+.ls-ok { border-color: #16a34a; }
+.ls-error-text { color: #b91c1c; }
+.ls-ok-text { color: var(--body-text-color-subdued); }
+.ls-loading { color: #d97706; }
+.ls-muted, .ls-hint { color: var(--body-text-color-subdued); font-size: 0.88em; }
+.ls-notice { padding: 8px 12px; border: 1px solid #d97706; border-radius: 6px; background: #fffbeb; color: #92400e; }
+.ls-kv th { text-align: left; padding-right: 12px; white-space: nowrap; vertical-align: top; }
+.ls-kv td { word-break: break-word; }
+.ls-file-list .wrap { flex-direction: column; align-items: stretch; max-height: 420px; overflow-y: auto; }
+"""
+
+# Ctrl+Enter in a prompt box generates (as in A1111).
+HEAD = """
+<script>
+document.addEventListener('keydown', (e) => {
+  if (!(e.ctrlKey || e.metaKey) || e.key !== 'Enter') return;
+  for (const mode of ['txt2img', 'img2img']) {
+    const box = e.target.closest && e.target.closest('#' + mode + '_prompt, #' + mode + '_neg_prompt');
+    if (box) { e.preventDefault(); document.getElementById(mode + '_generate')?.click(); }
+  }
+});
+</script>
+"""
+
+
+def build_ui(ctx: UiContext) -> gr.Blocks:
+    with gr.Blocks(title="Latent Studio", analytics_enabled=False) as demo:
+        header = header_mod.Header(ctx).build()
+        with gr.Tabs(elem_id="tabs") as tabs:
+            panels: dict[str, GenerationPanel] = {"txt2img": txt2img.build(ctx), "img2img": img2img.build(ctx)}
+            styles_tab.build(ctx, panels)
+            wildcards_tab.build(ctx, panels)
+            target = lora_tab.build(ctx, panels)
+            models_tab.build(ctx, header)
+            pnginfo_tab.build(ctx, panels, tabs)
+            history_tab.build(ctx, panels, tabs)
+            settings_tab.build(ctx, panels)
+        _wire(ctx, header, panels, tabs, target)
+    return demo
+
+
+def _wire(ctx: UiContext, header, panels: dict[str, GenerationPanel], tabs: gr.Tabs, target: gr.Radio) -> None:
+    sizes = [c for p in panels.values() for c in (p.width, p.height)]
+    private = dict(api_visibility="private")
+    header.timer.tick(header.tick, [header.native, *sizes],
+                      [header.checkpoint, header.model_status, header.native, header.timer, *sizes],
+                      show_progress="hidden", **private)
+    header.checkpoint.input(header.switch, [header.checkpoint, header.native, *sizes],
+                            [header.checkpoint, header.model_status, header.native, *sizes],
+                            show_progress="hidden", concurrency_limit=None, **private)
+    header.refresh_btn.click(header.refresh, None, [header.checkpoint, header.model_status], **private)
+    if header.vae.interactive:
+        header.vae.input(header.select_vae, header.vae, header.model_status, **private)
+
+    i2i, t2i = panels["img2img"], panels["txt2img"]
+
+    def send_to_img2img(records, selected):
+        if not records:
+            return [*[gr.skip()] * len(i2i.fields), gr.skip(), gr.skip()]
+        idx = selected if isinstance(selected, int) and 0 <= selected < len(records) else 0
+        rec = records[idx]
+        image = record_image(rec)
+        editor = {"background": image, "layers": [], "composite": image}
+        return [*i2i.paste_values(rec["infotext"]), editor, gr.Tabs(selected="img2img")]
+
+    for panel in panels.values():
+        panel.send_img2img_btn.click(send_to_img2img, [panel.records, panel.selected],
+                                     [*i2i.paste_outputs(), i2i.init_editor, tabs], **private)
+    i2i.send_txt2img_btn.click(
+        lambda records, selected: [*t2i.paste_values(records[selected if 0 <= (selected or 0) < len(records) else 0]
+                                                     ["infotext"] if records else None), gr.Tabs(selected="txt2img")],
+        [i2i.records, i2i.selected], [*t2i.paste_outputs(), tabs], **private)
+
+    # the LoRA tab inserts into the prompt box focused last
+    for label, box in (("txt2img prompt", t2i.prompt), ("txt2img negative", t2i.negative),
+                       ("img2img prompt", i2i.prompt), ("img2img negative", i2i.negative)):
+        box.focus(None, None, target, js=f"() => {label!r}", queue=False, show_progress="hidden", **private)

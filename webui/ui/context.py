@@ -1,0 +1,122 @@
+"""What every tab shares: the engine, the prompt stores, the model-loading status and the jobs this UI submitted.
+
+Nothing here imports gradio, so the logic can be tested without a browser.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webui.engine.facade import Engine
+from webui.engine.jobs import Job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadStatus:
+    busy: bool = False
+    target: str | None = None  # title (or "default") being loaded
+    error: str | None = None
+
+
+@dataclass
+class UiContext:
+    engine: Engine
+    notice: str | None = None  # e.g. "settings file was corrupt, moved aside"
+    status: LoadStatus = field(default_factory=LoadStatus)
+    jobs: dict[int, Job] = field(default_factory=dict)  # job id -> job, while it runs (for Interrupt / Skip)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.styles = _make_style_store(self.engine)
+        self.wildcards = _make_wildcards(self.engine)
+        from webui.ui.tokens import TokenCounter
+
+        self.tokens = TokenCounter(self.engine)
+
+    # ---- checkpoint loading (never blocks a page) ----------------------------------------------------
+    def load_checkpoint(self, query: str | None) -> None:
+        """Load through the engine's queue; failures are kept in `status.error` (the old model stays)."""
+        with self._lock:
+            self.status = LoadStatus(busy=True, target=query or "default")
+        try:
+            self.engine.load_checkpoint(query)
+            error = None
+        except Exception as exc:  # CheckpointLoadError, OSError, anything a broken file does
+            log.warning("checkpoint load failed: %s", exc)
+            error = str(exc)
+        with self._lock:
+            self.status = LoadStatus(busy=False, target=query or "default", error=error)
+
+    def load_in_background(self, query: str | None = None) -> threading.Thread:
+        with self._lock:
+            self.status = LoadStatus(busy=True, target=query or "default")
+        t = threading.Thread(target=self.load_checkpoint, args=(query,), name="latent-studio-load", daemon=True)
+        t.start()
+        return t
+
+    # ---- jobs ---------------------------------------------------------------------------------------
+    def track(self, job: Job) -> None:
+        with self._lock:
+            self.jobs[job.state.id] = job
+            for k in [k for k, j in self.jobs.items() if j.future.done()]:
+                if k != job.state.id:
+                    del self.jobs[k]
+
+    def forget(self, job: Job) -> None:
+        with self._lock:
+            self.jobs.pop(job.state.id, None)
+
+    def interrupt(self, job_id: int | None) -> str:
+        """Interrupt this page's job (a waiting one is cancelled); without one, the running job."""
+        job = self.jobs.get(job_id) if job_id else None
+        if job is None:
+            return "Interrupting the running job" if self.engine.interrupt() else "Nothing is running"
+        if job.future.cancel():
+            return "Cancelled the waiting job"
+        job.state.interrupt()
+        return "Interrupting: finished images are kept"
+
+    def skip(self, job_id: int | None) -> str:
+        job = self.jobs.get(job_id) if job_id else None
+        if job is None:
+            return "Skipping the current batch" if self.engine.skip() else "Nothing is running"
+        if job.future.running():
+            job.state.skip()
+            return "Skipping the current batch"
+        return "The job has not started yet"
+
+    # ---- paths --------------------------------------------------------------------------------------
+    @property
+    def styles_file(self) -> Path:
+        return Path(self.engine.settings.data_dir) / "styles.csv"
+
+
+def _make_style_store(engine: Engine):
+    store = getattr(engine, "styles", None)
+    if store is not None:
+        return store
+    try:
+        from webui.engine.prompts.styles import StyleStore
+    except ImportError:  # the prompt library is not there yet: the Prompts tab says so
+        return None
+    return StyleStore(Path(engine.settings.data_dir) / "styles.csv")
+
+
+def _make_wildcards(engine: Engine):
+    expander = getattr(engine, "wildcards", None)
+    if expander is not None:
+        return expander
+    try:
+        from webui.engine.prompts.wildcards import WildcardExpander
+    except ImportError:
+        return None
+    return WildcardExpander(engine.settings.wildcards_path)
+
+
+def engine_applies_styles(engine: Engine) -> bool:
+    """True once the engine applies `request.styles` itself (it then exposes `engine.styles`)."""
+    return getattr(engine, "styles", None) is not None

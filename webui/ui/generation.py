@@ -1,0 +1,386 @@
+"""The controls and results shared by the txt2img and img2img tabs (built once per tab).
+
+Generation runs as a gradio generator: it submits one `GenerationRequest` to the engine's queue and polls the job
+state (queue position, step, ETA, live preview) until the result is there. Interrupt / Skip act on this page's job.
+"""
+from __future__ import annotations
+
+import html
+import time
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from webui.engine.checkpoints.loader import CheckpointLoadError
+from webui.engine.jobs import QueueFullError
+from webui.engine.requests import RESIZE_MODES, RequestError
+from webui.engine.samplers import SamplerError, sampler_names, schedule_names
+from webui.ui.context import UiContext, engine_applies_styles
+from webui.ui.params import fields_from_infotext
+
+POLL_SECONDS = 0.3
+DEFAULT_SIZE = 512
+
+
+class UserError(ValueError):
+    """Something the user can fix; shown in the status line."""
+
+
+def status_html(text: str, kind: str = "info", progress: float | None = None) -> str:
+    bar = ""
+    if progress is not None:
+        pct = max(0.0, min(1.0, progress)) * 100
+        bar = f'<div class="ls-bar"><div class="ls-bar-fill" style="width:{pct:.1f}%"></div></div>'
+    return f'<div class="ls-status ls-{kind}">{bar}<span class="ls-status-text">{html.escape(text)}</span></div>'
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA —"
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"ETA {seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"ETA {seconds // 60}m{seconds % 60:02d}s"
+    return f"ETA {seconds}s"
+
+
+def progress_text(state) -> str:
+    parts = []
+    if state.sampling_steps:
+        parts.append(f"Step {state.sampling_step}/{state.sampling_steps}")
+    else:
+        parts.append("Preparing")
+    if state.job_count > 1:
+        parts.append(f"Batch {state.job_no + 1}/{state.job_count}")
+    parts.append(f"{state.progress * 100:.0f}%")
+    parts.append(format_eta(state.eta))
+    return " · ".join(parts)
+
+
+def editor_to_init(value: Any) -> tuple[Image.Image | None, Image.Image | None]:
+    """ImageEditor value -> (init image RGB, mask L with 255 = repaint, or None when nothing was drawn)."""
+    if value is None:
+        return None, None
+    if isinstance(value, Image.Image):
+        return value.convert("RGB"), None
+    background = value.get("background")
+    if background is None:
+        background = value.get("composite")
+    if background is None:
+        return None, None
+    if isinstance(background, np.ndarray):
+        background = Image.fromarray(background)
+    init = background.convert("RGB")
+    mask_arr = None
+    for layer in value.get("layers") or []:
+        if layer is None:
+            continue
+        if isinstance(layer, np.ndarray):
+            layer = Image.fromarray(layer)
+        layer = layer.convert("RGBA")
+        if layer.size != init.size:
+            layer = layer.resize(init.size, Image.NEAREST)
+        alpha = np.asarray(layer)[..., 3]
+        mask_arr = alpha if mask_arr is None else np.maximum(mask_arr, alpha)
+    if mask_arr is None or not mask_arr.any():
+        return init, None
+    return init, Image.fromarray(np.where(mask_arr > 0, 255, 0).astype(np.uint8), "L")
+
+
+class GenerationPanel:
+    """Prompt boxes, parameters, Generate / Interrupt / Skip, and the results column of one tab."""
+
+    def __init__(self, ctx: UiContext, mode: str):
+        assert mode in ("txt2img", "img2img")
+        self.ctx = ctx
+        self.mode = mode
+        self.fields: dict[str, gr.components.Component] = {}
+
+    # ---- layout ---------------------------------------------------------------------------------------
+    def build(self) -> "GenerationPanel":
+        m = self.mode
+        engine = self.ctx.engine
+        s = engine.settings
+        styles = self.ctx.styles.names() if self.ctx.styles is not None else []
+        with gr.Row(elem_classes="ls-top-row", equal_height=False):
+            with gr.Column(scale=5, min_width=360):
+                with gr.Group(elem_classes="ls-prompt-group"):
+                    self.prompt = gr.Textbox(label="Prompt", lines=3, max_lines=12, elem_id=f"{m}_prompt",
+                                             placeholder="Prompt (Ctrl+Enter to generate)")
+                    self.prompt_tokens = gr.HTML("0/75", elem_id=f"{m}_prompt_tokens", elem_classes="ls-tokens",
+                                                 js_on_load=None)
+                with gr.Group(elem_classes="ls-prompt-group"):
+                    self.negative = gr.Textbox(label="Negative prompt", lines=2, max_lines=8, elem_id=f"{m}_neg_prompt",
+                                               placeholder="Negative prompt")
+                    self.negative_tokens = gr.HTML("0/75", elem_id=f"{m}_neg_prompt_tokens", elem_classes="ls-tokens",
+                                                   js_on_load=None)
+            with gr.Column(scale=2, min_width=240, elem_classes="ls-actions"):
+                self.generate_btn = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{m}_generate")
+                with gr.Row(elem_classes="ls-tight"):
+                    self.interrupt_btn = gr.Button("Interrupt", size="sm", elem_id=f"{m}_interrupt", min_width=80)
+                    self.skip_btn = gr.Button("Skip", size="sm", elem_id=f"{m}_skip", min_width=80)
+                self.styles = gr.Dropdown(choices=styles, value=[], multiselect=True, label="Styles",
+                                          elem_id=f"{m}_styles")
+                self.apply_styles_btn = gr.Button("Apply styles to prompt", size="sm", elem_id=f"{m}_apply_styles")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=360, elem_classes="ls-params"):
+                if m == "img2img":
+                    self.init_editor = gr.ImageEditor(
+                        label="Image (draw on it to inpaint only there)", type="pil", elem_id="img2img_image",
+                        sources=["upload", "clipboard"], height=380, layers=False, format="png",
+                        brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"),
+                        transforms=(),
+                    )
+                    self.resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
+                                                label="Resize mode", elem_id="img2img_resize_mode")
+                with gr.Row(elem_classes="ls-tight"):
+                    self.sampler = gr.Dropdown(sampler_names(), value=s.default_sampler, label="Sampling method",
+                                               elem_id=f"{m}_sampler")
+                    self.scheduler = gr.Dropdown(schedule_names(), value=s.default_scheduler, label="Schedule type",
+                                                 elem_id=f"{m}_scheduler")
+                self.steps = gr.Slider(1, 150, value=s.default_steps, step=1, label="Sampling steps", elem_id=f"{m}_steps")
+                with gr.Row(elem_classes="ls-tight"):
+                    self.width = gr.Slider(64, s.max_image_side, value=DEFAULT_SIZE, step=8, label="Width",
+                                           elem_id=f"{m}_width")
+                    self.height = gr.Slider(64, s.max_image_side, value=DEFAULT_SIZE, step=8, label="Height",
+                                            elem_id=f"{m}_height")
+                with gr.Row(elem_classes="ls-tight"):
+                    self.n_iter = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{m}_batch_count")
+                    self.batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{m}_batch_size")
+                self.cfg = gr.Slider(1, 30, value=s.default_cfg_scale, step=0.5, label="CFG scale", elem_id=f"{m}_cfg_scale")
+                if m == "img2img":
+                    self.denoising = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
+                                               elem_id="img2img_denoising_strength")
+                with gr.Row(elem_classes="ls-seed-row"):
+                    self.seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id=f"{m}_seed",
+                                          scale=4, min_width=120)
+                    self.random_seed_btn = gr.Button("🎲", size="sm", elem_id=f"{m}_random_seed", scale=0, min_width=44)
+                    self.reuse_seed_btn = gr.Button("♻", size="sm", elem_id=f"{m}_reuse_seed", scale=0, min_width=44)
+                with gr.Accordion("Variation seed", open=False, elem_id=f"{m}_variation"):
+                    with gr.Row(elem_classes="ls-tight"):
+                        self.subseed = gr.Number(value=-1, label="Variation seed", precision=0, elem_id=f"{m}_subseed")
+                        self.subseed_strength = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                                          elem_id=f"{m}_subseed_strength")
+                self.clip_skip = gr.Slider(1, 12, value=1, step=1, label="Clip skip", elem_id=f"{m}_clip_skip")
+            with gr.Column(scale=1, min_width=360, elem_classes="ls-results"):
+                self.status = gr.HTML(status_html("Ready"), elem_id=f"{m}_status", js_on_load=None)
+                self.preview = gr.Image(label="Live preview", visible=False, interactive=False, format="png",
+                                        elem_id=f"{m}_preview", height=320)
+                self.gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, object_fit="contain",
+                                          elem_id=f"{m}_gallery", interactive=False, preview=False,
+                                          buttons=["download", "fullscreen"])
+                with gr.Row(elem_classes="ls-tight"):
+                    self.send_img2img_btn = gr.Button("Send to img2img", size="sm", elem_id=f"{m}_send_to_img2img")
+                    self.send_txt2img_btn = gr.Button("Send params to txt2img", size="sm", visible=m != "txt2img",
+                                                      elem_id=f"{m}_send_to_txt2img")
+                self.infotext = gr.Textbox(label="Generation parameters", lines=4, max_lines=12, interactive=False,
+                                           elem_id=f"{m}_infotext", buttons=["copy"])
+        self.records = gr.State([])  # [{path, infotext, seed, subseed, image}] of the last result
+        self.selected = gr.State(0)
+        self.job_id = gr.State(None)
+        self.fields = {
+            "prompt": self.prompt, "negative_prompt": self.negative, "sampler_name": self.sampler,
+            "scheduler": self.scheduler, "steps": self.steps, "cfg_scale": self.cfg, "seed": self.seed,
+            "width": self.width, "height": self.height, "subseed": self.subseed,
+            "subseed_strength": self.subseed_strength, "clip_skip": self.clip_skip,
+        }
+        if m == "img2img":
+            self.fields["denoising_strength"] = self.denoising
+        self._wire()
+        return self
+
+    # ---- events ---------------------------------------------------------------------------------------
+    def _wire(self) -> None:
+        ctx = self.ctx
+        for box, counter in ((self.prompt, self.prompt_tokens), (self.negative, self.negative_tokens)):
+            box.change(lambda text, steps: ctx.tokens.label(text, steps), [box, self.steps], counter,
+                       queue=False, show_progress="hidden", trigger_mode="always_last", api_visibility="private")
+        inputs = {self.prompt, self.negative, self.styles, self.sampler, self.scheduler, self.steps, self.width,
+                  self.height, self.n_iter, self.batch_size, self.cfg, self.seed, self.subseed, self.subseed_strength,
+                  self.clip_skip}
+        if self.mode == "img2img":
+            inputs |= {self.init_editor, self.resize_mode, self.denoising}
+        outputs = [self.status, self.preview, self.gallery, self.infotext, self.records, self.selected, self.job_id]
+        for trigger in (self.generate_btn.click, self.prompt.submit):
+            trigger(self.run, inputs, outputs, show_progress="hidden", concurrency_limit=None,
+                    api_visibility="private")
+        self.interrupt_btn.click(lambda jid: status_html(ctx.interrupt(jid), "warn"), self.job_id, self.status,
+                                 queue=False, show_progress="hidden", api_visibility="private")
+        self.skip_btn.click(lambda jid: status_html(ctx.skip(jid), "warn"), self.job_id, self.status,
+                            queue=False, show_progress="hidden", api_visibility="private")
+        self.random_seed_btn.click(lambda: -1, None, self.seed, queue=False, show_progress="hidden",
+                                   api_visibility="private")
+        self.reuse_seed_btn.click(self._reuse_seed, [self.records, self.selected, self.seed], self.seed, queue=False,
+                                  show_progress="hidden", api_visibility="private")
+        self.gallery.select(self._select, self.records, [self.infotext, self.selected], queue=False,
+                            show_progress="hidden", api_visibility="private")
+        self.apply_styles_btn.click(self._apply_styles, [self.prompt, self.negative, self.styles],
+                                    [self.prompt, self.negative, self.styles, self.status], queue=False,
+                                    show_progress="hidden", api_visibility="private")
+
+    @staticmethod
+    def _reuse_seed(records, selected, current):
+        if not records:
+            return current
+        idx = selected if isinstance(selected, int) and 0 <= selected < len(records) else 0
+        return records[idx]["seed"]
+
+    @staticmethod
+    def _select(records, evt: gr.SelectData):
+        idx = evt.index if isinstance(evt.index, int) else 0
+        if not records or idx >= len(records):
+            return "", 0
+        return records[idx]["infotext"], idx
+
+    def _apply_styles(self, prompt, negative, styles):
+        if not styles:
+            return prompt, negative, styles, status_html("No style selected", "warn")
+        try:
+            p, n = self.ctx.styles.apply(prompt or "", negative or "", styles)
+        except Exception as exc:  # StyleError: unknown style
+            return prompt, negative, styles, status_html(str(exc), "error")
+        return p, n, [], status_html(f"Applied {', '.join(styles)} to the prompt")
+
+    # ---- the request ----------------------------------------------------------------------------------
+    def make_request(self, data: dict):
+        """UI values -> GenerationRequest (raises UserError / RequestError with a message for the user)."""
+        engine = self.ctx.engine
+        prompt, negative = data[self.prompt] or "", data[self.negative] or ""
+        styles = [x for x in (data[self.styles] or []) if x]
+        if styles and not engine_applies_styles(engine):
+            if self.ctx.styles is None:
+                raise UserError("Styles are not available in this build")
+            prompt, negative = self.ctx.styles.apply(prompt, negative, styles)
+
+        def as_int(comp, default):
+            v = data[comp]
+            return default if v is None or v == "" else int(v)
+
+        fields = dict(
+            prompt=prompt, negative_prompt=negative, styles=styles,
+            seed=as_int(self.seed, -1), subseed=as_int(self.subseed, -1),
+            subseed_strength=float(data[self.subseed_strength] or 0.0),
+            sampler_name=data[self.sampler] or None, scheduler=data[self.scheduler] or None,
+            steps=as_int(self.steps, engine.settings.default_steps), cfg_scale=float(data[self.cfg]),
+            width=as_int(self.width, DEFAULT_SIZE), height=as_int(self.height, DEFAULT_SIZE),
+            batch_size=as_int(self.batch_size, 1), n_iter=as_int(self.n_iter, 1), clip_skip=as_int(self.clip_skip, 1),
+        )
+        if self.mode == "img2img":
+            init, mask = editor_to_init(data[self.init_editor])
+            if init is None:
+                raise UserError("Upload an image first: img2img starts from it")
+            fields.update(init_images=[init], mask=mask, resize_mode=int(data[self.resize_mode] or 0),
+                          denoising_strength=float(data[self.denoising]))
+        return engine.request_defaults(**fields)
+
+    def run(self, data: dict):
+        ctx, engine = self.ctx, self.ctx.engine
+        t0 = time.perf_counter()
+        try:
+            req = self.make_request(data)
+            job = engine.submit(req)
+        except QueueFullError as exc:
+            yield {self.status: status_html(f"Queue full: {exc}", "error")}
+            return
+        except (UserError, RequestError, SamplerError, CheckpointLoadError, ValueError) as exc:
+            yield {self.status: status_html(str(exc), "error")}
+            return
+        ctx.track(job)
+        yield {self.job_id: job.state.id, self.preview: gr.update(visible=False, value=None),
+               self.status: status_html(self._queue_text(job), "info", 0.0)}
+        shown_step = -1
+        try:
+            while True:
+                try:
+                    result = job.result(timeout=POLL_SECONDS)
+                    break
+                except FutureTimeout:
+                    pass
+                st = job.state
+                out = {self.status: status_html(self._queue_text(job), "info", st.progress)}
+                if st.preview is not None and st.preview_step != shown_step:
+                    shown_step = st.preview_step
+                    out[self.preview] = gr.update(value=st.preview, visible=True)
+                yield out
+        except CancelledError:
+            yield {self.status: status_html("Cancelled before it started", "warn"), self.job_id: None}
+            return
+        except Exception as exc:  # the job failed in the worker (bad checkpoint, out of memory ...)
+            yield {self.status: status_html(f"Failed: {exc}", "error"), self.job_id: None,
+                   self.preview: gr.update(visible=False)}
+            return
+        finally:
+            ctx.forget(job)
+        yield self._finish(result, time.perf_counter() - t0)
+
+    def _queue_text(self, job) -> str:
+        pos = self.ctx.engine.queue.position(job)
+        if pos > 0:
+            return f"Waiting in queue: position {pos} of {self.ctx.engine.queue.waiting}"
+        return progress_text(job.state)
+
+    def _finish(self, result, seconds: float) -> dict:
+        records, items = [], []
+        for i, (image, info, seed) in enumerate(zip(result.images, result.infotexts, result.seeds)):
+            path = result.paths[i] if i < len(result.paths) else None
+            rec = {"path": str(path) if path else None, "infotext": info, "seed": seed,
+                   "subseed": result.subseeds[i] if i < len(result.subseeds) else None}
+            if path:
+                items.append((str(path), f"Seed {seed}"))
+            else:
+                image = image.copy()
+                image.info["parameters"] = info  # gradio copies text metadata when it encodes PNG
+                rec["image"] = image
+                items.append((image, f"Seed {seed}"))
+            records.append(rec)
+        n = len(records)
+        msg = f"{n} image{'s' if n != 1 else ''} in {seconds:.1f} s"
+        kind = "ok"
+        if result.interrupted:
+            msg = f"Interrupted: kept {n} finished image{'s' if n != 1 else ''}"
+            kind = "warn"
+        if result.skipped:
+            msg += f" · skipped {result.skipped}"
+        if result.paths:
+            folder = Path(result.paths[-1]).parent
+            msg += f" · saved in {_short(folder, self.ctx.engine.settings.outputs_path)}"
+        for w in result.warnings:
+            msg += f" · {w}"
+        return {
+            self.status: status_html(msg, kind, 1.0 if not result.interrupted else None),
+            self.preview: gr.update(visible=False, value=None),
+            self.gallery: items,
+            self.infotext: records[0]["infotext"] if records else "",
+            self.records: records,
+            self.selected: 0,
+            self.job_id: None,
+        }
+
+    # ---- pasting parameters ---------------------------------------------------------------------------
+    def paste_outputs(self) -> list:
+        return list(self.fields.values())
+
+    def paste_values(self, infotext: str | None) -> list:
+        """Values for `paste_outputs()` from an infotext (fields it does not mention are left alone)."""
+        values = fields_from_infotext(infotext)
+        return [values.get(key, gr.skip()) for key in self.fields]
+
+
+def _short(path: Path, root: Path) -> str:
+    try:
+        return str(Path("outputs") / Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def record_image(rec: dict):
+    """A record's image for the img2img editor: the saved file, else the in-memory image."""
+    if rec.get("path"):
+        return rec["path"]
+    return rec.get("image")

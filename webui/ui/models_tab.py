@@ -1,0 +1,139 @@
+"""Models tab: checkpoints with family, hash, size and cached/loaded state; load, unload, RAM cache size."""
+from __future__ import annotations
+
+import html
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from webui.ui.context import UiContext
+
+HEADERS = ["Checkpoint", "Family", "SHA-256 (short)", "Size", "State"]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class FamilyCache:
+    """Family label per file, read from the safetensors header (cheap); other files show their family once loaded."""
+
+    def __init__(self):
+        self._data: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+
+    def label(self, info, loaded: dict[str, str]) -> str:
+        key_path = str(Path(info.path).resolve())
+        if key_path in loaded:
+            return loaded[key_path]
+        p = Path(info.path)
+        try:
+            st = p.stat()
+        except OSError:
+            return "missing"
+        key = (key_path, st.st_size, st.st_mtime)
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+        if p.is_dir() or p.suffix.lower() == ".safetensors":
+            from webui.engine.checkpoints.loader import inspect_checkpoint
+
+            try:
+                label = inspect_checkpoint(p).label
+            except Exception:  # noqa: BLE001 - a broken file: say so, loading will explain
+                label = "unreadable"
+        else:
+            return "? (shown once loaded)"
+        with self._lock:
+            self._data[key] = label
+        return label
+
+
+def table_rows(ctx: UiContext, families: FamilyCache, refresh: bool = False) -> list[list[str]]:
+    engine = ctx.engine
+    active = engine.models.active
+    cached = set(engine.models.cached_titles())
+    loaded: dict[str, str] = {}
+    if active is not None:
+        loaded[str(Path(active.path).resolve())] = active.spec.label
+    rows = []
+    for info in engine.list_checkpoints(refresh=refresh):
+        state = ""
+        if active is not None and Path(active.path).resolve() == Path(info.path).resolve():
+            state = "active"
+        elif info.title in cached:
+            state = "cached in RAM"
+        rows.append([info.title, families.label(info, loaded), info.shorthash or "computed on load",
+                     _size(info.size), state])
+    return rows
+
+
+def build(ctx: UiContext, header) -> None:
+    engine = ctx.engine
+    families = FamilyCache()
+    with gr.Tab("Models", id="models", elem_id="tab_models") as tab:
+        table = gr.Dataframe(value=None, headers=HEADERS, datatype=["str"] * 5, interactive=False, wrap=True,
+                             label="Checkpoints", elem_id="models_table", max_height=460,
+                             column_widths=["40%", "14%", "18%", "12%", "16%"])
+        with gr.Row(equal_height=True, elem_classes="ls-tight"):
+            pick = gr.Dropdown(header.titles(), value=header.active_title(), label="Checkpoint", scale=4,
+                               elem_id="models_pick", min_width=260)
+            load_btn = gr.Button("Load", variant="primary", scale=1, elem_id="models_load", min_width=90)
+            unload_btn = gr.Button("Unload all", scale=1, elem_id="models_unload", min_width=110)
+            refresh_btn = gr.Button("🔄 Rescan folders", scale=1, elem_id="models_refresh", min_width=150)
+        with gr.Row(equal_height=True, elem_classes="ls-tight"):
+            cache = gr.Number(value=engine.models.cache_size, precision=0, minimum=1, maximum=16, scale=1,
+                              label="Checkpoints kept in RAM", elem_id="models_cache_size", min_width=200)
+            cache_btn = gr.Button("Apply cache size", scale=1, elem_id="models_cache_apply", min_width=150)
+            info = gr.HTML("", elem_id="models_info", js_on_load=None)
+        message = gr.HTML("", elem_id="models_message", js_on_load=None)
+
+    def info_html():
+        folders = ", ".join(str(d) for d in engine.settings.checkpoint_dirs)
+        return (f'<div class="ls-hint">Device: {html.escape(engine.device.describe())} · files read from disk: '
+                f'{engine.models.loads} · folders: {html.escape(folders)}</div>')
+
+    def show(refresh=False):
+        rows = table_rows(ctx, families, refresh)
+        return rows, gr.update(choices=[r[0] for r in rows], value=header.active_title()), info_html()
+
+    def load(title):
+        if not title:
+            yield [gr.skip(), gr.skip(), gr.skip(), '<div class="ls-status ls-error">Pick a checkpoint</div>']
+            return
+        yield [gr.skip(), gr.skip(), gr.skip(), f'<div class="ls-status ls-info">Loading {html.escape(title)}…</div>']
+        ctx.load_checkpoint(title)
+        err = ctx.status.error
+        msg = (f'<div class="ls-status ls-error">{html.escape(err)}</div>' if err else
+               f'<div class="ls-status ls-ok">Loaded {html.escape(header.active_title() or title)}</div>')
+        yield [*show(), msg]
+
+    def unload():
+        try:
+            engine.unload_checkpoint()
+        except Exception as exc:  # noqa: BLE001
+            return [gr.skip(), gr.skip(), gr.skip(), f'<div class="ls-status ls-error">{html.escape(str(exc))}</div>']
+        return [*show(), '<div class="ls-status ls-ok">Unloaded; the next generation loads a checkpoint again</div>']
+
+    def set_cache(n):
+        try:
+            n = int(n)
+            if n < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            return [gr.skip(), gr.skip(), gr.skip(), '<div class="ls-status ls-error">Cache size must be 1 or more</div>']
+        engine.models.set_cache_size(n)
+        return [*show(), f'<div class="ls-status ls-ok">Keeping up to {n} checkpoint(s) in RAM '
+                         '(to keep it after a restart, save it on the Settings tab)</div>']
+
+    outs = [table, pick, info, message]
+    load_btn.click(load, pick, outs, api_visibility="private")
+    unload_btn.click(unload, None, outs, api_visibility="private")
+    refresh_btn.click(lambda: [*show(True), ""], None, outs, api_visibility="private")
+    cache_btn.click(set_cache, cache, outs, api_visibility="private")
+    tab.select(lambda: [*show(False), ""], None, outs, api_visibility="private")

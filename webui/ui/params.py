@@ -1,0 +1,74 @@
+"""Infotext <-> UI fields, without gradio: what "Send to txt2img/img2img" and PNG Info fill in."""
+from __future__ import annotations
+
+from typing import Any
+
+from webui.engine.infotext import parse_infotext, typed_params
+from webui.engine.samplers import SamplerError, resolve
+
+# field key -> infotext key (after parse_infotext); sizes come from Size-1 / Size-2
+FIELD_KEYS = {
+    "prompt": "Prompt",
+    "negative_prompt": "Negative prompt",
+    "steps": "Steps",
+    "sampler_name": "Sampler",
+    "scheduler": "Schedule type",
+    "cfg_scale": "CFG scale",
+    "seed": "Seed",
+    "width": "Size-1",
+    "height": "Size-2",
+    "subseed": "Variation seed",
+    "subseed_strength": "Variation seed strength",
+    "clip_skip": "Clip skip",
+    "denoising_strength": "Denoising strength",
+}
+
+
+def fields_from_infotext(text: str | None) -> dict[str, Any]:
+    """The UI field values an infotext sets. Keys missing from the text are left out, except that a
+    missing variation seed resets the variation strength to 0 and a missing clip skip means 1 (as A1111)."""
+    if not text or not text.strip():
+        return {}
+    parsed = typed_params(parse_infotext(text))
+    out: dict[str, Any] = {}
+    for field, key in FIELD_KEYS.items():
+        if key in parsed and parsed[key] not in (None, ""):
+            out[field] = parsed[key]
+    if "sampler_name" in out:
+        try:
+            choice = resolve(str(out["sampler_name"]), str(out.get("scheduler") or "Automatic"))
+            out["sampler_name"] = choice.sampler.name
+            out["scheduler"] = choice.requested_schedule
+        except SamplerError:  # unknown sampler: leave the fields as they are
+            out.pop("sampler_name")
+            out.pop("scheduler", None)
+    if "subseed_strength" not in out:
+        out["subseed_strength"] = 0.0
+    for k in ("steps", "seed", "width", "height", "subseed", "clip_skip"):
+        if k in out and not isinstance(out[k], int):
+            out.pop(k)
+    for k in ("cfg_scale", "subseed_strength", "denoising_strength"):
+        if k in out:
+            try:
+                out[k] = float(out[k])
+            except (TypeError, ValueError):
+                out.pop(k)
+    return out
+
+
+def parameter_rows(text: str | None) -> list[list[str]]:
+    """(key, value) rows for a table, in the infotext's own order, prompts first."""
+    if not text:
+        return []
+    parsed = parse_infotext(text, defaults=False, split_sampler=False)
+    rows = [["Prompt", parsed.pop("Prompt", "")], ["Negative prompt", parsed.pop("Negative prompt", "")]]
+    merged: dict[str, str] = {}
+    for k, v in parsed.items():
+        if k.endswith("-1") and k[:-2] + "-2" in parsed:
+            merged[k[:-2]] = f"{v}x{parsed[k[:-2] + '-2']}"
+        elif k.endswith("-2") and k[:-2] + "-1" in parsed:
+            continue
+        else:
+            merged[k] = v
+    rows += [[k, str(v)] for k, v in merged.items()]
+    return rows

@@ -1,0 +1,85 @@
+"""Live token counter for the prompt boxes (A1111: `count/limit`, limit = chunks x 75).
+
+Uses the active model's tokenizer when one is loaded, else the bundled CLIP tokenizer (all SD families share the
+vocabulary), so the counter works while the first checkpoint is still loading. If the engine grows its own
+`token_count(text)`, that is used instead.
+"""
+from __future__ import annotations
+
+import threading
+
+
+class TokenCounter:
+    def __init__(self, engine):
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._encoders: dict[int, object] = {}
+        self._fallback = None
+
+    def _tokenizer(self):
+        model = getattr(self.engine.models, "active", None)
+        tok = model.components.get("tokenizer") if model is not None else None
+        if tok is not None:
+            return tok
+        if self._fallback is None:
+            from webui import resources
+
+            self._fallback = resources.clip_tokenizer()
+        return self._fallback
+
+    def _encoder(self):
+        from webui.engine.prompts.encoder import PromptEncoder
+
+        tok = self._tokenizer()
+        with self._lock:
+            enc = self._encoders.get(id(tok))
+            if enc is None:
+                # counting needs only the tokenizer; one branch is enough for every family
+                enc = PromptEncoder([tok], [None], "sd1")
+                self._encoders = {id(tok): enc}
+            return enc
+
+    def count(self, text: str, steps: int = 20) -> tuple[int, int]:
+        text = text or ""
+        own = getattr(self.engine, "token_count", None)
+        if callable(own):
+            return own(text)
+        try:
+            from webui.engine.prompts.extra_networks import extract_extra_networks
+
+            text, _ = extract_extra_networks(text)
+        except Exception:  # noqa: BLE001 - a half-typed tag is fine, count it as text
+            pass
+        texts = [text]
+        try:
+            from webui.engine.prompts.schedule import prompt_schedule
+
+            texts = [t for _, t in prompt_schedule(text, max(1, int(steps or 20)))] or [text]
+        except Exception:  # noqa: BLE001
+            pass
+        enc = self._encoder()
+        best = (0, 75)
+        for t in texts:
+            for part in _split_and(t):
+                got = enc.token_count(part)
+                if got[0] > best[0]:
+                    best = got
+        return best
+
+    def label(self, text: str, steps: int = 20) -> str:
+        try:
+            count, limit = self.count(text, steps)
+        except Exception:  # noqa: BLE001 - the counter must never break typing
+            return "?/75"
+        return f"{count}/{limit}"
+
+
+def _split_and(text: str) -> list[str]:
+    """`a AND b :1.2` composes prompts: A1111 counts each sub-prompt and shows the longest."""
+    import re
+
+    parts = re.split(r"\bAND\b", text)
+    out = []
+    for p in parts:
+        out.append(re.sub(r"\s*:\s*-?[\d.]+\s*$", "", p))
+    return out or [text]
