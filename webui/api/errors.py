@@ -18,6 +18,29 @@ from webui.engine.samplers import SamplerError
 
 log = logging.getLogger(__name__)
 
+# Engine errors that mean "bad input" wherever they are raised (before queueing or inside the job).
+_USER_ERRORS = (
+    ("webui.engine.prompts.styles", "StyleError"),
+    ("webui.engine.prompts.extra_networks", "ExtraNetworkError"),
+    ("webui.engine.prompts.wildcards", "WildcardError"),
+    ("webui.engine.prompts.schedule", "PromptScheduleError"),
+)
+
+
+def _user_error_types() -> tuple[type, ...]:
+    import importlib
+
+    found: list[type] = [RequestError]
+    for module, name in _USER_ERRORS:
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+USER_ERRORS = _user_error_types()
+
 
 class ApiError(Exception):
     """An error with the HTTP status to answer and a message for the client."""
@@ -63,7 +86,7 @@ def to_response(request: Request, exc: Exception) -> JSONResponse:
         return error_response(422, type(exc).__name__, validation_message(errs), _clean_errors(errs))
     if isinstance(exc, SamplerError):
         return error_response(404, type(exc).__name__, str(exc))
-    if isinstance(exc, RequestError):
+    if isinstance(exc, USER_ERRORS):
         return error_response(422, type(exc).__name__, str(exc))
     if isinstance(exc, CheckpointLoadError):
         status = 404 if "not found" in str(exc) else 422

@@ -11,10 +11,16 @@ from webui.engine.checkpoints.loader import CheckpointLoadError, LoadedModel
 from webui.engine.checkpoints.manager import ModelManager
 from webui.engine.checkpoints.registry import CheckpointInfo, CheckpointRegistry, HashCache
 from webui.engine.device import DeviceConfig, select_device
-from webui.engine.generation import Batch, resize_image, run_batch
+from webui.engine.generation import Batch, prompt_encoder, resize_image, run_batch
 from webui.engine.infotext import build_infotext
 from webui.engine.jobs import Job, JobQueue, JobState
 from webui.engine.outputs import OutputWriter
+from webui.engine.preview import latent_preview
+from webui.engine.prompts.encoder import PromptEncoder
+from webui.engine.prompts.extra_networks import ExtraNetworkError
+from webui.engine.prompts.prepare import prepare_prompts
+from webui.engine.prompts.styles import StyleError, StyleStore
+from webui.engine.prompts.wildcards import WildcardExpander
 from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
 from webui.engine.samplers import SamplerError, resolve
 from webui.settings import Settings
@@ -34,6 +40,8 @@ class Engine:
         self.models = ModelManager(self.checkpoints, self.device, settings.cache_path, settings.checkpoint_cache_size)
         self.queue = JobQueue(settings.queue_size)
         self.outputs = OutputWriter(settings.outputs_path)
+        self.styles = StyleStore(settings.styles_file)
+        self.wildcards = WildcardExpander(settings.wildcards_path, max_combinations=settings.max_combinations)
         self.checkpoints.refresh()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
@@ -63,6 +71,23 @@ class Engine:
 
     def unload_checkpoint(self) -> None:
         self.queue.run("unload", lambda state: self.models.unload())
+
+    # ---- prompts -------------------------------------------------------------------------------------
+    def token_count(self, text: str) -> tuple[int, int]:
+        """A1111's counter (count, limit) for the active model's tokenizer (or the CLIP-L one before any load)."""
+        from webui.engine.prompts.extra_networks import extract_extra_networks
+
+        text = extract_extra_networks(text)[0]
+        model = self.models.active
+        if model is not None:
+            return prompt_encoder(model).token_count(text)
+        if self._plain_counter is None:
+            from webui import resources
+
+            self._plain_counter = PromptEncoder([resources.clip_tokenizer()], [None], "sd1")
+        return self._plain_counter.token_count(text)
+
+    _plain_counter: PromptEncoder | None = None
 
     # ---- generation ----------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> Job:
@@ -101,10 +126,17 @@ class Engine:
         n_images = req.batch_size * req.n_iter
         seed = noise.fix_seed(req.seed)
         subseed = noise.fix_seed(req.subseed)
-        seeds = [seed + i for i in range(n_images)]
-        subseeds = [subseed + i for i in range(n_images)]
+        try:
+            prepared = prepare_prompts(req.prompt, req.negative_prompt, req.styles, [seed + i for i in range(n_images)],
+                                       self.styles, self.wildcards, req.combinatorial, self.settings.max_combinations)
+        except (StyleError, ExtraNetworkError) as exc:
+            raise RequestError(str(exc)) from exc
+        seeds = prepared.seeds
+        subseeds = [subseed + i for i in range(len(seeds))]
+        n_iter = -(-len(seeds) // req.batch_size)
         init = [resize_image(im, width, height, req.resize_mode) for im in req.init_images]
         mode = "img2img" if init else "txt2img"
+        texts, neg_texts = prepared.encoder_texts()
 
         params = {
             "Steps": req.steps, "Sampler": choice.sampler.name, "Schedule type": choice.schedule,
@@ -112,43 +144,59 @@ class Engine:
             "Model hash": (model.sha256 or "")[:10] or None, "Model": Path(model.title.split(" [")[0]).stem,
             "Variation seed": None, "Variation seed strength": req.subseed_strength or None,
             "Denoising strength": req.denoising_strength if init else None,
-            "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU", "Version": VERSION,
+            "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU",
+            **prepared.params, "Version": VERSION,
         }
-        result = GenerationResult(width=width, height=height, model_title=model.title, params=dict(params))
-        state.job_count = req.n_iter
-        for it in range(req.n_iter):
+        result = GenerationResult(width=width, height=height, model_title=model.title, params=dict(params),
+                                  warnings=list(prepared.warnings))
+        if any(prepared.networks):
+            names = sorted({f"<{n.kind}:{n.name}>" for nets in prepared.networks for n in nets})
+            result.warnings.append(f"Extra networks are not applied yet: {', '.join(names)}")
+        state.job_count = n_iter
+        for it in range(n_iter):
             if state.interrupted:
                 break
             state.job_no = it
-            sl = slice(it * req.batch_size, (it + 1) * req.batch_size)
-            batch = Batch(seeds[sl], subseeds[sl], [req.prompt] * req.batch_size, [req.negative_prompt] * req.batch_size,
+            sl = slice(it * req.batch_size, min(len(seeds), (it + 1) * req.batch_size))
+            batch = Batch(seeds[sl], subseeds[sl], texts[sl], neg_texts[sl],
                           init_images=[init[i % len(init)] for i in range(sl.start, sl.stop)] if init else None,
                           mask=req.mask)
             images = run_batch(model, self.device, choice, batch, steps=req.steps, cfg_scale=req.cfg_scale,
                                width=width, height=height, subseed_strength=req.subseed_strength,
                                denoising_strength=req.denoising_strength, clip_skip=req.clip_skip, state=state,
-                               eta=req.eta)
+                               eta=req.eta, on_step=self._previewer(model))
             if images is None:
                 if state.skipped and not state.interrupted:
                     state.skipped = False
                     result.skipped += len(batch.seeds)
                 continue
             for j, image in enumerate(images):
-                p = dict(params, Seed=batch.seeds[j])
+                k = sl.start + j
+                p = dict(params, Seed=seeds[k])
                 if req.subseed_strength > 0:
-                    p["Variation seed"] = batch.subseeds[j]
-                info = build_infotext(batch.prompts[j], batch.negative_prompts[j], p)
+                    p["Variation seed"] = subseeds[k]
+                info = build_infotext(prepared.prompts[k], prepared.negative_prompts[k], p)
                 if req.save_images and self.settings.save_images:
-                    result.paths.append(self.outputs.save(image, info, batch.seeds[j], mode, req.outpath))
+                    result.paths.append(self.outputs.save(image, info, seeds[k], mode, req.outpath))
                 result.images.append(image)
                 result.infotexts.append(info)
-                result.seeds.append(batch.seeds[j])
-                result.subseeds.append(batch.subseeds[j])
-                result.prompts.append(batch.prompts[j])
-                result.negative_prompts.append(batch.negative_prompts[j])
+                result.seeds.append(seeds[k])
+                result.subseeds.append(subseeds[k])
+                result.prompts.append(prepared.prompts[k])
+                result.negative_prompts.append(prepared.negative_prompts[k])
         result.interrupted = state.interrupted
         result.timings = {"model": t_model - t_start, "total": time.perf_counter() - t_start}
         return result
+
+    def _previewer(self, model: LoadedModel):
+        every = self.settings.preview_every
+
+        def on_step(state: JobState, step_index: int, latents) -> None:
+            if every > 0 and (step_index + 1) % every == 0:
+                state.preview = latent_preview(model, latents)
+                state.preview_step = step_index + 1
+
+        return on_step
 
     def request_defaults(self, **fields) -> GenerationRequest:
         """A request filled with the user's defaults (sampler, steps, CFG)."""

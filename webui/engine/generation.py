@@ -14,6 +14,8 @@ from webui.engine import noise as noise_mod
 from webui.engine.checkpoints.loader import LoadedModel
 from webui.engine.device import DeviceConfig
 from webui.engine.jobs import JobState
+from webui.engine.prompts.conditioning import build_conditioning
+from webui.engine.prompts.encoder import PromptEncoder
 from webui.engine.samplers import SamplerChoice, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ PIPELINES = {
 
 @dataclass
 class Batch:
-    """One pipeline call: batch_size images sharing the request's settings."""
+    """One pipeline call: batch_size images sharing the request's settings (prompts as the encoder sees them)."""
     seeds: list[int]
     subseeds: list[int]
     prompts: list[str]
@@ -93,7 +95,7 @@ class StepCallback:
         self.on_step = on_step
         self.tensor_inputs = ["latents"]
         if conditioning is not None and conditioning.has_schedule:
-            self.tensor_inputs += conditioning.callback_tensor_names
+            self.tensor_inputs += conditioning.callback_tensor_inputs()
 
     def __call__(self, pipe, step_index: int, timestep, kwargs: dict) -> dict:
         total = getattr(pipe, "num_timesteps", None) or self.state.sampling_steps
@@ -104,13 +106,24 @@ class StepCallback:
             pipe._interrupt = True  # diffusers' documented way to stop the denoising loop
             return {}
         if self.conditioning is not None and self.conditioning.has_schedule:
-            return self.conditioning.step_update(step_index + 1, kwargs, pipe.do_classifier_free_guidance)
+            return self.conditioning.step_update(step_index, kwargs, pipe.do_classifier_free_guidance)
         return {}
+
+
+def prompt_encoder(model: LoadedModel) -> PromptEncoder:
+    """The model's A1111-style prompt encoder (built once per model)."""
+    enc = model.extras.get("prompt_encoder")
+    if enc is None:
+        names = ("tokenizer", "tokenizer_2") if model.family == "sdxl" else ("tokenizer",)
+        tes = ("text_encoder", "text_encoder_2") if model.family == "sdxl" else ("text_encoder",)
+        enc = PromptEncoder([model.components[n] for n in names], [model.components[n] for n in tes], model.family)
+        model.extras["prompt_encoder"] = enc
+    return enc
 
 
 def run_batch(model: LoadedModel, device: DeviceConfig, choice: SamplerChoice, batch: Batch, *, steps: int,
               cfg_scale: float, width: int, height: int, subseed_strength: float, denoising_strength: float,
-              clip_skip: int, state: JobState, conditioning=None, eta: float | None = None,
+              clip_skip: int, state: JobState, eta: float | None = None,
               on_step: Callable | None = None) -> list[Image.Image] | None:
     """Images of one batch, or None when the batch was skipped or interrupted before finishing."""
     kind = "txt2img"
@@ -121,18 +134,16 @@ def run_batch(model: LoadedModel, device: DeviceConfig, choice: SamplerChoice, b
     pipe = pipeline_for(model, kind, device)
     pipe.scheduler = make_scheduler(choice, model.scheduler_config)
     n = len(batch.seeds)
+    # A1111 builds prompt schedules over the sampler's UNet calls (twice the steps for second-order samplers)
+    conditioning = build_conditioning(prompt_encoder(model), batch.prompts, batch.negative_prompts,
+                                      steps * max(1, int(getattr(pipe.scheduler, "order", 1))), clip_skip)
     callback = StepCallback(state, conditioning, on_step)
     args = dict(num_inference_steps=steps, guidance_scale=cfg_scale, output_type="latent",
                 generator=noise_mod.generators(batch.seeds), callback_on_step_end=callback,
                 callback_on_step_end_tensor_inputs=callback.tensor_inputs)
     if eta is not None and "eta" in _call_params(pipe):
         args["eta"] = eta
-    if conditioning is not None:
-        args.update(conditioning.pipeline_kwargs())
-    else:
-        args.update(prompt=batch.prompts, negative_prompt=batch.negative_prompts)
-        if clip_skip > 1:
-            args["clip_skip"] = clip_skip - 1  # A1111 counts the last layer as 1, diffusers counts skipped layers
+    args.update(conditioning.pipeline_kwargs())
     latent_shape = (model.components["vae"].config.latent_channels, height // 8, width // 8)
     exec_device = getattr(pipe, "_execution_device", device.device)
     if kind == "txt2img":

@@ -32,6 +32,7 @@ class GenerationRequest:
     n_iter: int = 1
     clip_skip: int = 1
     eta: float | None = None
+    combinatorial: bool = False  # wildcards: one image per combination instead of random picks
     # img2img
     init_images: list[Image.Image] = field(default_factory=list)
     mask: Image.Image | None = None

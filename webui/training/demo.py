@@ -58,8 +58,9 @@ SCHEDULER_CONFIG = dict(
 # Model definitions (the same building blocks as SD v1, just much smaller)
 # --------------------------------------------------------------------------
 
-def vae_config() -> dict:
+def vae_config(scaling_factor: float = 0.18215) -> dict:
     return dict(
+        scaling_factor=scaling_factor,
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4,
@@ -117,11 +118,22 @@ def load_tokenizer():
     return clip_tokenizer()
 
 
-def write_diffusers_config(folder: str | os.PathLike) -> Path:
+def checkpoint_scaling_factor(path: str | os.PathLike) -> float:
+    """The VAE scaling factor stored in a checkpoint's metadata (SD's 0.18215
+    when there is none)."""
+    from safetensors import safe_open
+
+    with safe_open(os.fspath(path), "pt") as f:
+        meta = f.metadata() or {}
+    return float(meta.get("latent_studio.vae_scaling_factor", 0.18215))
+
+
+def write_diffusers_config(folder: str | os.PathLike, scaling_factor: float = 0.18215) -> Path:
     """A diffusers pipeline folder with configs only (no weights).
 
     ``StableDiffusionPipeline.from_single_file(ckpt, config=folder)`` uses it
-    to build the modules for the shipped single-file checkpoint.
+    to build the modules for the shipped single-file checkpoint; pass the
+    checkpoint's :func:`checkpoint_scaling_factor`.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig
@@ -130,7 +142,7 @@ def write_diffusers_config(folder: str | os.PathLike) -> Path:
     for sub in ("unet", "vae", "text_encoder", "scheduler"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     UNet2DConditionModel.from_config(unet_config()).save_config(folder / "unet")
-    AutoencoderKL.from_config(vae_config()).save_config(folder / "vae")
+    AutoencoderKL.from_config(vae_config(scaling_factor)).save_config(folder / "vae")
     DDPMScheduler.from_config(SCHEDULER_CONFIG).save_config(folder / "scheduler")
     CLIPTextConfig(**text_config(), architectures=["CLIPTextModel"]).save_pretrained(folder / "text_encoder")
     load_tokenizer().save_pretrained(folder / "tokenizer")
@@ -193,7 +205,7 @@ def lr_at(step, total, base, warmup=100):
 # Stage 1: the VAE
 # --------------------------------------------------------------------------
 
-def train_vae(vae, steps, rng, batch=16, lr=1e-3, kl_weight=1e-6, crop=32):
+def train_vae(vae, steps, rng, batch=16, lr=3e-4, kl_weight=1e-6, crop=32):
     """Plain reconstruction (L1 + L2) of the posterior mean, with a tiny KL
     term that keeps the latents well-behaved (centred, bounded).  Decoding
     the mean rather than a sample makes this short training converge much
@@ -220,6 +232,7 @@ def train_vae(vae, steps, rng, batch=16, lr=1e-3, kl_weight=1e-6, crop=32):
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + kl_weight * post.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
     vae.eval()
@@ -262,7 +275,7 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, input_ids, generator,
 
 
 def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
-               generator, batch=32, lr=6e-4, drop=0.1):
+               generator, batch=32, lr=5e-4, drop=0.1):
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     unet.train()

@@ -26,7 +26,10 @@ CSS = """
 .ls-header { align-items: flex-end; }
 .ls-icon-btn { align-self: flex-end; min-height: 42px; }
 .ls-model-status { align-self: center; font-size: 0.9em; }
-.ls-tokens { text-align: right; font-size: 0.8em; opacity: 0.75; margin: -6px 8px 0 0; font-variant-numeric: tabular-nums; }
+.ls-prompt-group { position: relative; }
+.ls-tokens { position: absolute !important; top: 8px; right: 12px; z-index: 5; width: auto !important; font-size: 0.8em;
+             padding: 0 6px; border-radius: 4px; background: var(--block-background-fill); opacity: 0.8;
+             font-variant-numeric: tabular-nums; pointer-events: none; }
 .ls-tokens.ls-over { color: var(--color-accent); opacity: 1; }
 .ls-actions { gap: 8px !important; }
 .ls-actions button.lg { min-height: 72px; font-size: 1.15em; }
@@ -66,7 +69,7 @@ document.addEventListener('keydown', (e) => {
 
 
 def build_ui(ctx: UiContext) -> gr.Blocks:
-    with gr.Blocks(title="Latent Studio", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Latent Studio", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         header = header_mod.Header(ctx).build()
         with gr.Tabs(elem_id="tabs") as tabs:
             panels: dict[str, GenerationPanel] = {"txt2img": txt2img.build(ctx), "img2img": img2img.build(ctx)}

@@ -160,7 +160,7 @@ class GenerationPanel:
                 with gr.Row(elem_classes="ls-seed-row"):
                     self.seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id=f"{m}_seed",
                                           scale=4, min_width=120)
-                    self.random_seed_btn = gr.Button("🎲", size="sm", elem_id=f"{m}_random_seed", scale=0, min_width=44)
+                    self.random_seed_btn = gr.Button("⚄", size="sm", elem_id=f"{m}_random_seed", scale=0, min_width=44)
                     self.reuse_seed_btn = gr.Button("♻", size="sm", elem_id=f"{m}_reuse_seed", scale=0, min_width=44)
                 with gr.Accordion("Variation seed", open=False, elem_id=f"{m}_variation"):
                     with gr.Row(elem_classes="ls-tight"):

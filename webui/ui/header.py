@@ -35,13 +35,12 @@ class Header:
         with gr.Row(elem_classes="ls-header", equal_height=True):
             self.checkpoint = gr.Dropdown(self.titles(), value=self.active_title(), label="Stable Diffusion checkpoint",
                                           elem_id="checkpoint_dropdown", scale=5, min_width=280, interactive=True)
-            self.refresh_btn = gr.Button("🔄", elem_id="checkpoint_refresh", scale=0, min_width=48,
+            self.refresh_btn = gr.Button("↻", elem_id="checkpoint_refresh", scale=0, min_width=48,
                                          elem_classes="ls-icon-btn")
             self.vae = gr.Dropdown(["Automatic", "None", *vae_files(self.ctx)], value="Automatic", label="SD VAE",
-                                   elem_id="vae_dropdown", scale=3, min_width=200, interactive=supports_vae,
-                                   info=None if supports_vae else "VAE switching arrives with the engine's VAE support")
-            self.model_status = gr.HTML(self.status_html(), elem_id="model_status", elem_classes="ls-model-status",
-                                        js_on_load=None)
+                                   elem_id="vae_dropdown", scale=3, min_width=200, interactive=supports_vae)
+            with gr.Column(scale=3, min_width=240, elem_classes="ls-model-status"):
+                self.model_status = gr.HTML(self.status_html(), elem_id="model_status", js_on_load=None)
         self.timer = gr.Timer(1.0, active=True)
         self.native = gr.State(None)  # native size applied to the width/height fields so far
         if self.ctx.notice:

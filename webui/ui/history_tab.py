@@ -36,7 +36,7 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel], tabs: gr.Tabs) -> 
             mode = gr.Radio(MODES, value="All", label="Mode", elem_id="history_mode", scale=2, min_width=260)
             day = gr.Dropdown([ALL_DATES], value=ALL_DATES, label="Date", elem_id="history_date", scale=2,
                               min_width=200)
-            refresh_btn = gr.Button("🔄 Refresh", elem_id="history_refresh", scale=0, min_width=110)
+            refresh_btn = gr.Button("↻ Refresh", elem_id="history_refresh", scale=0, min_width=110)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
                 gallery = gr.Gallery(label="Saved images", columns=5, height=520, allow_preview=True, preview=False,

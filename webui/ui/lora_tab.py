@@ -184,7 +184,7 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> gr.Radio:
                                 elem_id="lora_search", scale=4, min_width=240)
             target_radio = gr.Radio(TARGETS, value=TARGETS[0], label="Insert into", elem_id="lora_target", scale=4,
                                     min_width=300)
-            refresh_btn = gr.Button("🔄 Refresh", size="sm", elem_id="lora_refresh", scale=0, min_width=110)
+            refresh_btn = gr.Button("↻ Refresh", size="sm", elem_id="lora_refresh", scale=0, min_width=110)
         cards_state = gr.State([])
         gallery = gr.Gallery(label="LoRA", columns=6, height=480, allow_preview=False, object_fit="cover",
                              elem_id="lora_gallery", format="png", interactive=False, buttons=[])

@@ -85,7 +85,7 @@ def build(ctx: UiContext, header) -> None:
                                elem_id="models_pick", min_width=260)
             load_btn = gr.Button("Load", variant="primary", scale=1, elem_id="models_load", min_width=90)
             unload_btn = gr.Button("Unload all", scale=1, elem_id="models_unload", min_width=110)
-            refresh_btn = gr.Button("🔄 Rescan folders", scale=1, elem_id="models_refresh", min_width=150)
+            refresh_btn = gr.Button("↻ Rescan folders", scale=1, elem_id="models_refresh", min_width=150)
         with gr.Row(equal_height=True, elem_classes="ls-tight"):
             cache = gr.Number(value=engine.models.cache_size, precision=0, minimum=1, maximum=16, scale=1,
                               label="Checkpoints kept in RAM", elem_id="models_cache_size", min_width=200)

@@ -26,7 +26,7 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
             with gr.Column(scale=1, min_width=260):
                 files = gr.Radio(_safe_list(wc), label="Wildcard files", elem_id="wildcards_files",
                                  elem_classes="ls-file-list")
-                refresh_btn = gr.Button("🔄 Refresh", size="sm", elem_id="wildcards_refresh")
+                refresh_btn = gr.Button("↻ Refresh", size="sm", elem_id="wildcards_refresh")
                 new_name = gr.Textbox(label="New file", placeholder="e.g. animals or colors/warm",
                                       elem_id="wildcards_new_name")
                 create_btn = gr.Button("Create", size="sm", elem_id="wildcards_create")

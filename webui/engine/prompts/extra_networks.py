@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 __all__ = ["ExtraNetwork", "ExtraNetworkError", "extract_extra_networks", "EXTRA_NETWORK_RE"]
 
 EXTRA_NETWORK_RE = re.compile(r"<(\w+):([^>]+)>")
 
 #: Tag kinds that are another name for a known kind.
-ALIASES = {"lyco": "lora"}
+ALIASES = MappingProxyType({"lyco": "lora"})
 
 
 class ExtraNetworkError(ValueError):

@@ -1,0 +1,66 @@
+"""Playwright helpers that act like a person on the Latent Studio page."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def textbox(page, elem_id: str):
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+def type_into(page, elem_id: str, text: str) -> None:
+    box = textbox(page, elem_id)
+    box.click()
+    box.fill("")
+    box.type(text, delay=5)
+
+
+def set_number(page, elem_id: str, value) -> None:
+    """A slider's or a number field's typed value (the small number box next to a slider)."""
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.click()
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def number_value(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} input[type=number]").first.input_value()
+
+
+def text_value(page, elem_id: str) -> str:
+    return textbox(page, elem_id).input_value()
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick an option of a gradio dropdown."""
+    page.locator(f"#{elem_id} input").first.click()
+    page.locator("ul[role=listbox] li", has_text=option).first.click()
+
+
+def dropdown_value(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} input").first.input_value()
+
+
+def open_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label, exact=True).click()
+    time.sleep(0.3)
+
+
+def status_text(page, mode: str) -> str:
+    return page.locator(f"#{mode}_status").inner_text()
+
+
+def wait_status(page, mode: str, pattern: str, timeout: float = 60_000) -> str:
+    page.wait_for_function(
+        "([sel, pat]) => { const e = document.querySelector(sel); return e && new RegExp(pat).test(e.innerText); }",
+        arg=[f"#{mode}_status", pattern], timeout=timeout)
+    return status_text(page, mode)
+
+
+def gallery_count(page, elem_id: str) -> int:
+    return page.locator(f"#{elem_id} .grid-container button img, #{elem_id} .thumbnail-item img").count()
+
+
+def newest_files(folder: Path, pattern: str = "*.png") -> list[Path]:
+    return sorted(Path(folder).rglob(pattern), key=lambda p: p.stat().st_mtime_ns, reverse=True)

@@ -1,0 +1,38 @@
+"""Live previews that cost almost nothing: a linear latent -> RGB map, fitted once per model from its own VAE.
+
+Fixed published coefficients only fit the VAE they were made for; fitting the map (least squares between latents
+and 8x8-pooled decodes of a few random latents) works for any VAE, the built-in model's included, in one small
+decode per model.
+"""
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+
+@torch.no_grad()
+def fit_latent_rgb(vae, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    param = next(vae.parameters())
+    c = vae.config.latent_channels
+    g = torch.Generator("cpu").manual_seed(seed)
+    z = torch.randn((2, c, 8, 8), generator=g)
+    img = vae.decode((z / vae.config.scaling_factor).to(param.device, param.dtype)).sample.float().cpu()
+    pooled = torch.nn.functional.avg_pool2d(img, img.shape[-1] // 8)  # [2, 3, 8, 8]
+    x = torch.cat([z.permute(0, 2, 3, 1).reshape(-1, c), torch.ones(z.numel() // c, 1)], dim=1)
+    y = pooled.permute(0, 2, 3, 1).reshape(-1, 3)
+    sol = torch.linalg.lstsq(x, y).solution  # [c + 1, 3]
+    return sol[:c], sol[c]
+
+
+def latent_preview(model, latents: torch.Tensor) -> Image.Image:
+    """RGB preview of the first latent of a batch (at latent resolution, upscaled x8 for display)."""
+    fit = model.extras.get("preview_map")
+    if fit is None or fit[2] is not model.components["vae"]:
+        weight, bias = fit_latent_rgb(model.components["vae"])
+        fit = model.extras["preview_map"] = (weight, bias, model.components["vae"])
+    weight, bias = fit[0], fit[1]
+    lat = latents[0, : weight.shape[0]].float().cpu()
+    rgb = torch.einsum("chw,cd->hwd", lat, weight) + bias
+    arr = ((rgb / 2 + 0.5).clamp(0, 1) * 255).to(torch.uint8).numpy()
+    h, w = arr.shape[:2]
+    return Image.fromarray(arr).resize((w * 8, h * 8), Image.BILINEAR)

@@ -1,0 +1,57 @@
+"""From a request's prompt fields to the per-image texts that get encoded: styles, then wildcards (seeded by each
+image's seed), then extra networks (`<lora:...>`) pulled out of the text."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from webui.engine.prompts.extra_networks import ExtraNetwork, extract_extra_networks
+from webui.engine.prompts.styles import StyleStore
+from webui.engine.prompts.wildcards import WildcardError, WildcardExpander, has_wildcard_syntax
+
+
+@dataclass
+class PreparedPrompts:
+    prompts: list[str]  # as written into the infotext (extra-network tags kept, like A1111)
+    negative_prompts: list[str]
+    seeds: list[int]
+    networks: list[list[ExtraNetwork]] = field(default_factory=list)  # per image, from prompt and negative
+    params: dict = field(default_factory=dict)  # extra infotext params (Template, Styles array)
+    warnings: list[str] = field(default_factory=list)
+
+    def encoder_texts(self) -> tuple[list[str], list[str]]:
+        """The texts given to the text encoder: extra-network tags removed."""
+        return ([extract_extra_networks(p)[0] for p in self.prompts],
+                [extract_extra_networks(n)[0] for n in self.negative_prompts])
+
+
+def prepare_prompts(prompt: str, negative: str, style_names: list[str], seeds: list[int],
+                    styles: StyleStore | None, wildcards: WildcardExpander | None,
+                    combinatorial: bool = False, max_combinations: int = 100) -> PreparedPrompts:
+    params: dict = {}
+    warnings: list[str] = []
+    if style_names:
+        if styles is None:
+            raise ValueError("styles were requested but no styles file is configured")
+        prompt, negative = styles.apply(prompt, negative, style_names)
+        params["Styles array"] = json.dumps(list(style_names))
+
+    pos, neg = [prompt] * len(seeds), [negative] * len(seeds)
+    if wildcards is not None and (has_wildcard_syntax(prompt) or has_wildcard_syntax(negative)):
+        try:
+            if combinatorial:
+                pos = wildcards.combinations(prompt, max_combinations) or [prompt]
+                seeds = [seeds[0] + i for i in range(len(pos))]
+                neg = [wildcards.expand(negative, s) for s in seeds]
+            else:
+                pos = [wildcards.expand(prompt, s) for s in seeds]
+                neg = [wildcards.expand(negative, s) for s in seeds]
+            if any(p != prompt for p in pos):
+                params["Template"] = prompt
+            if any(n != negative for n in neg):
+                params["Negative Template"] = negative
+        except WildcardError as exc:
+            warnings.append(f"Wildcards: {exc} (the prompt was used as written)")
+            pos, neg = [prompt] * len(seeds), [negative] * len(seeds)
+    networks = [extract_extra_networks(p)[1] + extract_extra_networks(n)[1] for p, n in zip(pos, neg)]
+    return PreparedPrompts(pos, neg, list(seeds), networks, params, warnings)
