@@ -1,6 +1,7 @@
 """Playwright helpers that act like a person on the Latent Studio page."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def text_value(page, elem_id: str) -> str:
 def choose(page, elem_id: str, option: str) -> None:
     """Pick an option of a gradio dropdown."""
     page.locator(f"#{elem_id} input").first.click()
-    page.locator("ul[role=listbox] li", has_text=option).first.click()
+    exact = re.compile(r"^\W*" + re.escape(option) + r"\s*$")
+    page.locator("ul[role=listbox] li").filter(has_text=exact).first.click()
 
 
 def dropdown_value(page, elem_id: str) -> str:

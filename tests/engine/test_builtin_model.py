@@ -1,0 +1,106 @@
+"""Acceptance tests for the built-in shapes model (trained by
+``python -m webui.training.demo``): file formats, and that generation really
+follows the prompt, measured with a plain pixel classifier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from tests.fixtures import shapes_eval
+from tests.fixtures.builtin_generate import CHECKPOINT, EMBEDDINGS_DIR, LORA_DIR
+
+LORA = LORA_DIR / "lsinvert.safetensors"
+EMBEDDING = EMBEDDINGS_DIR / "lsstar.safetensors"
+
+
+def _meta_and_keys(path: Path):
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}, {k: f.get_slice(k) for k in f.keys()}
+
+
+# ---------------------------------------------------------------- file formats
+
+def test_checkpoint_is_small_fp16_ldm_single_file():
+    assert CHECKPOINT.stat().st_size <= 40 * 1024 * 1024
+    meta, slices = _meta_and_keys(CHECKPOINT)
+    assert meta["modelspec.architecture"] == "stable-diffusion-v1"
+    assert meta["modelspec.sai_model_spec"] == "1.0.0"
+    assert meta["modelspec.prediction_type"] == "epsilon"
+    assert meta["modelspec.resolution"] == "64x64"
+    assert 0.05 < float(meta["latent_studio.vae_scaling_factor"]) < 20
+    prefixes = {k.split(".")[0] for k in slices}
+    assert prefixes == {"model", "first_stage_model", "cond_stage_model"}
+    assert any(k.startswith("cond_stage_model.transformer.text_model.") for k in slices)
+    assert slices["model.diffusion_model.input_blocks.0.0.weight"].get_shape()[1] == 4
+    assert slices["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"].get_shape()[0] == 49408
+    assert {s.get_dtype() for s in slices.values()} == {"F16"}
+
+
+def test_lora_is_kohya_format():
+    meta, slices = _meta_and_keys(LORA)
+    assert meta["ss_output_name"] == "lsinvert"
+    assert meta["ss_base_model_version"] == "sd_v1"
+    assert "lsinvert" in json.dumps(json.loads(meta["ss_tag_frequency"]))
+    assert slices and all(k.startswith("lora_unet_") for k in slices)
+    downs = [k for k in slices if k.endswith(".lora_down.weight")]
+    assert downs
+    for k in downs:
+        base = k[: -len(".lora_down.weight")]
+        assert f"{base}.lora_up.weight" in slices and f"{base}.alpha" in slices
+    assert "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight" in slices
+
+
+def test_embedding_is_a1111_format():
+    with safe_open(str(EMBEDDING), "pt") as f:
+        emb = f.get_tensor("emb_params")
+    assert emb.ndim == 2 and emb.shape[1] == 128 and emb.dtype == torch.float16
+
+
+# ---------------------------------------------------------------- generation
+
+@pytest.fixture(scope="module")
+def generate():
+    from tests.fixtures.builtin_generate import make_generate
+
+    return make_generate(steps=20)
+
+
+def test_prompt_controls_colour_background_and_position(generate):
+    r = shapes_eval.attribute_accuracy(generate, n=54)
+    print({k: v for k, v in r.items() if k != "failures"})
+    assert r["color"] >= 0.9, r
+    assert r["background"] >= 0.9, r
+    assert r["position"] >= 0.8, r
+
+
+def test_negative_prompt_removes_a_colour(generate):
+    r = shapes_eval.negative_prompt_effect(generate, color="red", n=14)
+    print(r)
+    assert r["with"]["pixel_fraction"] < r["without"]["pixel_fraction"]
+    assert r["with"]["rate"] <= r["without"]["rate"]
+
+
+def test_img2img_strength(generate):
+    r = shapes_eval.img2img_effect(generate, n=4)
+    print(r)
+    assert r["distance_0.3"] < 25
+    assert r["distance_0.9"] > 2 * r["distance_0.3"]
+    assert r["follows_prompt_0.9"] >= 0.75
+
+
+def test_lora_inverts_colours(generate):
+    r = shapes_eval.lora_effect(generate, n=8)
+    print(r)
+    assert r["inverted_base"] <= 0.1
+    assert r["inverted_lora"] >= 0.75
+
+
+def test_embedding_draws_stars(generate):
+    r = shapes_eval.embedding_effect(generate, n=8)
+    print(r)
+    assert r["embedding"]["star_iou"] > r["word"]["star_iou"]
