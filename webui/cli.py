@@ -123,10 +123,11 @@ def run_generate(args: argparse.Namespace) -> int:
         with tqdm(total=req.n_iter * req.steps, unit="step", file=sys.stderr) as bar:
             while not job.future.done():
                 st = job.state
+                total = st.job_count * (st.sampling_steps or req.steps)
                 done = st.job_no * (st.sampling_steps or req.steps) + st.sampling_step
-                bar.total = req.n_iter * (st.sampling_steps or req.steps)
-                bar.n = done
-                bar.refresh()
+                if (bar.n, bar.total) != (done, total):
+                    bar.total, bar.n = total, done
+                    bar.refresh()
                 wait([job.future], timeout=0.1)
             bar.n = bar.total
             bar.refresh()

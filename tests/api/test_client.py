@@ -272,8 +272,7 @@ def test_lists_answer_in_a1111_shapes(server, client):
     assert {"Automatic", "Karras"} <= {s["label"] for s in scheds}
     assert [u["name"] for u in client.get_upscalers()][:3] == ["None", "Lanczos", "Nearest"]
     assert client.get_latent_upscale_modes() == []
-    assert client.get_loras() == []
-    assert client.get_sd_vae() == []
+    assert client.get_loras() == [] and client.get_sd_vae() == []
     assert client.get_hypernetworks() == [] and client.get_face_restorers() == []
     assert client.get_realesrgan_models() == [] and client.get_prompt_styles() == []
     assert client.get_embeddings() == {"loaded": {}, "skipped": {}}
@@ -285,6 +284,29 @@ def test_lists_answer_in_a1111_shapes(server, client):
     assert mem["ram"]["total"] > 0 and "cuda" in mem
     opts = client.get_options()
     assert opts["sd_model_checkpoint"] == server.titles["a"] and opts["CLIP_stop_at_last_layers"] == 1
+
+
+def test_loras_and_vaes_are_listed_from_their_folders(server, client):
+    import torch
+    from safetensors.torch import save_file
+
+    lora_dir, vae_dir = server.data_dir / "models" / "Lora", server.data_dir / "models" / "VAE"
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    vae_dir.mkdir(parents=True, exist_ok=True)
+    lora = lora_dir / "tiny_lora.safetensors"
+    vae = vae_dir / "tiny.vae.safetensors"
+    save_file({"w": torch.zeros(2)}, str(lora), metadata={"ss_output_name": "my style",
+                                                          "ss_tag_frequency": '{"set": {"cat": 3}}'})
+    save_file({"w": torch.zeros(2)}, str(vae))
+    try:
+        client.custom_post("refresh-loras", baseurl=True)
+        got = client.get_loras()
+        assert got == [{"name": "tiny_lora", "alias": "my style", "path": str(lora),
+                        "metadata": {"ss_output_name": "my style", "ss_tag_frequency": {"set": {"cat": 3}}}}]
+        assert client.get_sd_vae() == [{"model_name": "tiny.vae.safetensors", "filename": str(vae)}]
+    finally:
+        lora.unlink()
+        vae.unlink()
 
 
 def test_loras_and_styles_come_from_engine_registries(server, client, monkeypatch):
@@ -356,3 +378,46 @@ def test_refresh_unload_reload_checkpoint(server, client, api_models):
     client.custom_post("reload-checkpoint", baseurl=True)
     assert server.engine.models.active.title == server.titles["a"]
     assert len(client.txt2img(prompt="after reload", seed=1, steps=2, width=64, height=64).images) == 1
+
+
+def test_always_save_option_and_send_images_false(server, client):
+    before = saved_pngs(server.data_dir)
+    client.set_options({"api_always_save": True})
+    assert client.get_options()["api_always_save"] is True
+    r = client.txt2img(prompt="kept", seed=12, steps=2, width=64, height=64, send_images=False)
+    assert r.images == [] and r.info["seed"] == 12
+    new = saved_pngs(server.data_dir) - before
+    assert len(new) == 1 and infotext_of(Image.open(new.pop()))["Seed"] == "12"
+    client.set_options({"api_always_save": False})
+
+
+def test_infotext_field_fills_what_the_request_does_not_set(server):
+    import requests
+
+    from tests.api.helpers import info_of
+
+    text = "a pasted prompt\nNegative prompt: bad\nSteps: 2, Sampler: Euler, CFG scale: 4, Seed: 99, Size: 64x64"
+    r = requests.post(f"{server.api}/txt2img", json={"infotext": text}, timeout=60)
+    info = info_of(r.json())
+    assert (info["prompt"], info["negative_prompt"], info["steps"], info["cfg_scale"], info["seed"]) == \
+        ("a pasted prompt", "bad", 2, 4.0, 99)
+    assert (info["width"], info["height"], info["sampler_name"]) == (64, 64, "Euler")
+    r = requests.post(f"{server.api}/txt2img", json={"infotext": text, "seed": 5, "steps": 3}, timeout=60)
+    info = info_of(r.json())
+    assert (info["seed"], info["steps"], info["prompt"]) == (5, 3, "a pasted prompt")
+
+
+def test_requests_queued_behind_an_override_run_on_the_current_model(server):
+    import requests
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.api.helpers import info_of
+
+    body = {"prompt": "order", "seed": 1, "steps": 2, "width": 64, "height": 64}
+    with ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(requests.post, f"{server.api}/txt2img",
+                            json=dict(body, override_settings={"sd_model_checkpoint": "tiny-b"}) if i % 2 else body,
+                            timeout=120) for i in range(4)]
+        names = [info_of(f.result().json())["sd_model_name"] for f in futs]
+    assert names == ["tiny-a", "tiny-b", "tiny-a", "tiny-b"]
+    assert server.engine.models.active.title == server.titles["a"]

@@ -54,9 +54,12 @@ def test_full_queue_is_a_503_and_progress_still_answers(server):
 
     release = threading.Event()
     queue = server.engine.queue
-    queue.submit("test-block", lambda state: release.wait(60))
+    blocker = queue.submit("test-block", lambda state: release.wait(60))
     fillers = 0
     try:
+        deadline = time.time() + 10
+        while queue.current is not blocker and time.time() < deadline:  # the worker holds it: the queue is empty
+            time.sleep(0.01)
         while True:
             try:
                 queue.submit("test-fill", lambda state: None)

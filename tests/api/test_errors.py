@@ -136,6 +136,25 @@ def test_options_errors_name_the_problem_and_change_nothing(server):
     assert post(server, "options", current).status_code == 200
 
 
+def test_broken_checkpoint_is_a_422_and_the_model_stays(server):
+    broken = server.data_dir / "models" / "Stable-diffusion" / "broken.safetensors"
+    broken.write_bytes(b"this is not a safetensors file at all" * 10)
+    try:
+        assert requests.post(f"{server.api}/refresh-checkpoints", timeout=30).status_code == 200
+        title = next(m["title"] for m in requests.get(f"{server.api}/sd-models", timeout=10).json()
+                     if m["model_name"] == "broken")
+        before = server.engine.models.active.title
+        r = post(server, "options", {"sd_model_checkpoint": title})
+        assert r.status_code == 422 and "broken.safetensors" in r.json()["detail"]
+        assert server.engine.models.active.title == before
+        r = post(server, "txt2img", dict(GOOD, override_settings={"sd_model_checkpoint": title}))
+        assert r.status_code == 422 and "broken.safetensors" in r.json()["detail"]
+        assert post(server, "txt2img", GOOD).status_code == 200
+    finally:
+        broken.unlink()
+        requests.post(f"{server.api}/refresh-checkpoints", timeout=30)
+
+
 def test_unknown_lora_with_a_lora_registry_is_a_404(server, monkeypatch):
     class Loras:
         def list(self):

@@ -33,10 +33,10 @@ def text_value(page, elem_id: str) -> str:
     return textbox(page, elem_id).input_value()
 
 
-def choose(page, elem_id: str, option: str) -> None:
-    """Pick an option of a gradio dropdown."""
+def choose(page, elem_id: str, option: str, prefix: bool = False) -> None:
+    """Pick an option of a gradio dropdown (the whole text, or its start with prefix=True)."""
     page.locator(f"#{elem_id} input").first.click()
-    exact = re.compile(r"^\W*" + re.escape(option) + r"\s*$")
+    exact = re.compile(r"^\W*" + re.escape(option) + (r"" if prefix else r"\s*$"))
     page.locator("ul[role=listbox] li").filter(has_text=exact).first.click()
 
 

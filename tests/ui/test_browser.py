@@ -127,7 +127,7 @@ def test_png_info_reads_file_and_fills_txt2img(page, tmp_path):
 def test_switch_checkpoint_from_dropdown(page, app):
     before = dropdown_value(page, "checkpoint_dropdown")
     target = "tiny-sd1.safetensors" if not before.startswith("tiny-sd1.safetensors") else "tiny-sd1-b.safetensors"
-    choose(page, "checkpoint_dropdown", target)
+    choose(page, "checkpoint_dropdown", target + " [", prefix=True)
     page.wait_for_function(
         "(t) => document.querySelector('#checkpoint_dropdown input').value.startsWith(t)"
         " && /native/.test(document.querySelector('#model_status').innerText)", arg=target, timeout=60_000)
@@ -135,7 +135,7 @@ def test_switch_checkpoint_from_dropdown(page, app):
     p = parse_infotext(read_infotext(saved_with_seed(app, "txt2img", 3003)))
     assert p["Model"] == Path(target).stem
     # and back, so later tests see the usual default
-    choose(page, "checkpoint_dropdown", before.split(" [")[0])
+    choose(page, "checkpoint_dropdown", before)
     page.wait_for_function("(t) => document.querySelector('#checkpoint_dropdown input').value === t", arg=before,
                            timeout=60_000)
 

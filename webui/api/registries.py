@@ -8,17 +8,24 @@ typed adapters so that wiring a registry into the engine is one attribute:
     engine.vaes        .list() / .refresh() -> items with .name, .path
     engine.extensions  .list() -> items with .name [, .enabled, .remote, .branch, .commit_hash, .version]
 
-Without the attribute the endpoint answers an empty list, and a request that needs the feature (styles, a
-<lora:...> tag) gets a 422 saying it is not available yet. A plain dict {name: item} or list also works as a
-registry. When the engine has one, it is also expected to apply it (GenerationRequest.styles, <lora:> tags).
+Without the attribute, /loras and /sd-vae list the files in the A1111 folders (as A1111 does), other lists are
+empty, and a request that needs the feature (styles, a <lora:...> tag) gets a 422 saying it is not available yet.
+A plain dict {name: item} or list also works as a registry. When the engine has one, it is also expected to apply
+it (GenerationRequest.styles, <lora:> tags).
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from webui.api.errors import ApiError
 
+log = logging.getLogger(__name__)
+NETWORK_SUFFIXES = (".safetensors", ".pt", ".ckpt")
 LORA_TAG = re.compile(r"<(lora|lyco|hypernet):([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
 
 
@@ -64,7 +71,55 @@ def styles(engine) -> list[dict]:
              "negative_prompt": _get(s, "negative_prompt", "") or ""} for s in items(engine, "styles")]
 
 
+def _files(dirs, suffixes, accept=lambda p: True) -> list[Path]:
+    found, seen = [], set()
+    for folder in dirs:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for root, subdirs, names in os.walk(folder, followlinks=True):
+            subdirs.sort()
+            for name in sorted(names):
+                path = Path(root) / name
+                if path.suffix.lower() in suffixes and accept(path) and path.name not in seen:
+                    seen.add(path.name)
+                    found.append(path)
+    return found
+
+
+def safetensors_metadata(path: Path) -> dict:
+    """The file's __metadata__, JSON values decoded (A1111 shows ss_tag_frequency etc. as objects)."""
+    if path.suffix.lower() != ".safetensors":
+        return {}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception:  # noqa: BLE001 - a broken file is listed without metadata
+        log.warning("could not read the metadata of %s", path)
+        return {}
+    for key, value in meta.items():
+        if isinstance(value, str) and value[:1] in "{[":
+            try:
+                meta[key] = json.loads(value)
+            except ValueError:
+                pass
+    return meta
+
+
+def _lora_files(engine) -> list[dict]:
+    out = []
+    for path in _files(engine.settings.lora_search_dirs, NETWORK_SUFFIXES):
+        meta = safetensors_metadata(path)
+        out.append({"name": path.stem, "alias": str(meta.get("ss_output_name") or path.stem), "path": str(path),
+                    "metadata": meta})
+    return out
+
+
 def loras(engine, refresh_first: bool = False) -> list[dict]:
+    if registry(engine, "loras") is None:
+        return _lora_files(engine)
     out = []
     for item in items(engine, "loras", refresh_first):
         name = str(_get(item, "name"))
@@ -84,6 +139,11 @@ def embeddings(engine) -> dict:
 
 
 def vaes(engine) -> list[dict]:
+    if registry(engine, "vaes") is None:
+        st = engine.settings
+        in_vae_dirs = _files(st.vae_search_dirs, NETWORK_SUFFIXES)
+        beside_checkpoints = _files(st.checkpoint_dirs, NETWORK_SUFFIXES, lambda p: ".vae." in p.name.lower())
+        return [{"model_name": p.name, "filename": str(p)} for p in in_vae_dirs + beside_checkpoints]
     return [{"model_name": str(_get(v, "name")), "filename": str(_get(v, "path", "") or "")}
             for v in items(engine, "vaes")]
 

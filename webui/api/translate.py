@@ -159,12 +159,16 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Pla
             else:
                 clip_skip = got[1]
     restore = None
+    active = engine.models.active
     if checkpoint:
         info = engine.models.resolve(str(checkpoint))  # 404 naming it
         checkpoint = info.title
-        active = engine.models.active
         if _get(values, "override_settings_restore_afterwards", True) and active is not None and active.title != checkpoint:
             restore = active.title
+    elif active is not None:
+        # run on the model that is current now, even if a request queued before this one overrides it for itself
+        # (A1111 switches back before serving the next request)
+        checkpoint = active.title
 
     sampler = values.get("sampler_name") or values.get("sampler_index") or "Euler"
     choice = resolve(sampler, values.get("scheduler"), engine.settings.default_sampler)  # 404 naming valid ones

@@ -162,7 +162,7 @@ class GenerationPanel:
                                           scale=4, min_width=120)
                     self.random_seed_btn = gr.Button("⚄", size="sm", elem_id=f"{m}_random_seed", scale=0, min_width=44)
                     self.reuse_seed_btn = gr.Button("♻", size="sm", elem_id=f"{m}_reuse_seed", scale=0, min_width=44)
-                with gr.Accordion("Variation seed", open=False, elem_id=f"{m}_variation"):
+                with gr.Accordion("Variation seed", open=False, elem_id=f"{m}_variation") as self.variation:
                     with gr.Row(elem_classes="ls-tight"):
                         self.subseed = gr.Number(value=-1, label="Variation seed", precision=0, elem_id=f"{m}_subseed")
                         self.subseed_strength = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
@@ -364,12 +364,14 @@ class GenerationPanel:
 
     # ---- pasting parameters ---------------------------------------------------------------------------
     def paste_outputs(self) -> list:
-        return list(self.fields.values())
+        return [*self.fields.values(), self.variation]
 
     def paste_values(self, infotext: str | None) -> list:
-        """Values for `paste_outputs()` from an infotext (fields it does not mention are left alone)."""
+        """Values for `paste_outputs()` from an infotext (fields it does not mention are left alone); the
+        variation-seed section opens when the pasted strength is above 0."""
         values = fields_from_infotext(infotext)
-        return [values.get(key, gr.skip()) for key in self.fields]
+        opened = gr.Accordion(open=True) if values.get("subseed_strength", 0) > 0 else gr.skip()
+        return [*(values.get(key, gr.skip()) for key in self.fields), opened]
 
 
 def _short(path: Path, root: Path) -> str:

@@ -1,0 +1,37 @@
+"""`python app.py generate` end to end in a subprocess: saved files, their infotext, clear errors."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from webui.engine.infotext import parse_infotext, read_infotext
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args, cwd=ROOT):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "app.py", "generate", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_generate_saves_images_with_infotext(data_dir):
+    out = data_dir / "elsewhere"
+    p = run("--data-dir", str(data_dir), "--ckpt", "tiny-sd1", "--prompt", "a red, circle", "--negative-prompt",
+            "blue", "--steps", "4", "--seed", "77", "--batch-size", "2", "--sampler", "DPM++ 2M Karras",
+            "--outdir", str(out))
+    assert p.returncode == 0, p.stderr
+    paths = [Path(line) for line in p.stdout.split()]
+    assert [x.name for x in paths] == ["00000-77.png", "00001-78.png"]
+    assert all(x.exists() and out in x.parents for x in paths)
+    info = parse_infotext(read_infotext(paths[1]))
+    assert (info["Prompt"], info["Negative prompt"], info["Seed"], info["Steps"]) == ("a red, circle", "blue", "78", "4")
+    assert (info["Sampler"], info["Schedule type"], info["Model"]) == ("DPM++ 2M", "Karras", "tiny-sd1")
+    assert info["Size-1"] == "64"  # the model's native size from its metadata
+
+
+def test_generate_reports_bad_input_clearly(data_dir):
+    p = run("--data-dir", str(data_dir), "--ckpt", "no-such-model", "--prompt", "x")
+    assert p.returncode == 2 and "no-such-model" in p.stderr and "tiny-sd1.safetensors" in p.stderr
+    p = run("--data-dir", str(data_dir), "--ckpt", "tiny-sd1", "--prompt", "x", "--sampler", "Bogus")
+    assert p.returncode == 2 and "Unknown sampler 'Bogus'" in p.stderr
