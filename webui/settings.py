@@ -48,6 +48,7 @@ class Settings:
     default_cfg_scale: float = 7.0
     vae_tiling_threshold: int = 1536  # decode tiled above this many pixels on a side
     save_images: bool = True
+    api_always_save: bool = False  # save API images even when the request says save_images=false
     max_combinations: int = 100  # wildcard combinatorial mode: at most this many images
     preview_every: int = 5  # live preview every N steps (0 = off); a cheap latent -> RGB map
 
@@ -100,7 +101,7 @@ class Settings:
 # Fields the user may change from the settings file / Settings tab (folders and device come from flags).
 EDITABLE = (
     "checkpoint_cache_size", "max_image_side", "default_sampler", "default_scheduler", "default_steps",
-    "default_cfg_scale", "save_images", "outputs_dir", "queue_size", "preview_every", "max_combinations",
+    "default_cfg_scale", "save_images", "outputs_dir", "queue_size", "preview_every", "max_combinations", "api_always_save",
 )
 
 

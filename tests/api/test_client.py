@@ -124,8 +124,9 @@ def test_set_model_via_options_switches_checkpoint(server, client):
 
 def test_override_settings_checkpoint_is_restored_afterwards(server, client):
     r = client.txt2img(prompt="override", seed=2, steps=2, width=64, height=64,
-                       override_settings={"sd_model_checkpoint": "tiny-b"})
+                       override_settings={"sd_model_checkpoint": "tiny-b", "CLIP_stop_at_last_layers": 2})
     assert r.info["sd_model_name"] == "tiny-b" and infotext_of(r.images[0])["Model"] == "tiny-b"
+    assert r.info["clip_skip"] == 2 and infotext_of(r.images[0])["Clip skip"] == "2"
     assert server.engine.models.active.title == server.titles["a"]
 
 

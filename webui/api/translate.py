@@ -16,7 +16,7 @@ from webui.api.errors import ApiError, unsupported
 from webui.api.images import (Overlay, blur_mask, crop_region, decode_image, encode_png, fill_masked, flatten,
                               mask_from_image)
 from webui.api.options import ApiOptions
-from webui.api.schemas import GenerationBody, Img2ImgRequest, Txt2ImgRequest
+from webui.api.schemas import GenerationBody, Img2ImgRequest
 from webui.engine import noise
 from webui.engine.generation import resize_image
 from webui.engine.infotext import build_infotext, parse_infotext, typed_params

@@ -20,6 +20,8 @@ with a ``ValueError``); the message names the tag.
 
 from __future__ import annotations
 
+from webui.engine.requests import RequestError
+
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,7 +34,7 @@ EXTRA_NETWORK_RE = re.compile(r"<(\w+):([^>]+)>")
 ALIASES = MappingProxyType({"lyco": "lora"})
 
 
-class ExtraNetworkError(ValueError):
+class ExtraNetworkError(RequestError):
     """A malformed extra-network tag; ``str(err)`` is a message for the user."""
 
 

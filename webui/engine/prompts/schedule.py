@@ -46,6 +46,8 @@ UNet call), and with ``hires_steps`` for the hires pass (counter restarted).
 
 from __future__ import annotations
 
+from webui.engine.requests import RequestError
+
 import re
 from dataclasses import dataclass
 from typing import Union
@@ -65,7 +67,7 @@ _WHITESPACE = re.compile(r"\s+")
 _MAX_DEPTH = 100
 
 
-class PromptScheduleError(ValueError):
+class PromptScheduleError(RequestError):
     """The prompt does not follow the editing grammar (it is then used literally)."""
 
 

@@ -18,6 +18,8 @@ style name raises ``StyleError``.
 
 from __future__ import annotations
 
+from webui.engine.requests import RequestError
+
 import csv
 import io
 import os
@@ -33,7 +35,7 @@ __all__ = ["PromptStyle", "StyleError", "StyleStore", "merge_prompts", "apply_st
 FIELDS = ("name", "prompt", "negative_prompt")
 
 
-class StyleError(ValueError):
+class StyleError(RequestError):
     """An unknown, duplicate or invalid style; ``str(err)`` is a message for the user."""
 
 

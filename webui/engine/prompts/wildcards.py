@@ -27,6 +27,8 @@ that resolves outside the folder (symlinks included).
 
 from __future__ import annotations
 
+from webui.engine.requests import RequestError
+
 import os
 import re
 import tempfile
@@ -42,7 +44,7 @@ _NAME_OK = re.compile(r"^[^\x00]+$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-class WildcardError(ValueError):
+class WildcardError(RequestError):
     """A prompt's wildcards could not be expanded; ``str(err)`` is a message for the user."""
 
 
