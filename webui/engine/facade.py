@@ -14,6 +14,7 @@ from webui.engine.device import DeviceConfig, select_device
 from webui.engine.generation import Batch, prompt_encoder, resize_image, run_batch
 from webui.engine.infotext import build_infotext
 from webui.engine.jobs import Job, JobQueue, JobState
+from webui.engine.networks import NetworkError, NetworkManager
 from webui.engine.outputs import OutputWriter
 from webui.engine.preview import latent_preview
 from webui.engine.prompts.encoder import PromptEncoder
@@ -42,6 +43,7 @@ class Engine:
         self.outputs = OutputWriter(settings.outputs_path)
         self.styles = StyleStore(settings.styles_file)
         self.wildcards = WildcardExpander(settings.wildcards_path, max_combinations=settings.max_combinations)
+        self.networks = NetworkManager(settings, self.hashes)  # LoRA, embeddings, VAE
         self.checkpoints.refresh()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
@@ -71,6 +73,30 @@ class Engine:
 
     def unload_checkpoint(self) -> None:
         self.queue.run("unload", lambda state: self.models.unload())
+
+    # ---- LoRA, embeddings, VAE -----------------------------------------------------------------------
+    def list_loras(self, refresh: bool = False):
+        """LoraInfo items (`.as_api()` = an item of /sdapi/v1/loras, `.details()` for the LoRA tab)."""
+        return self.networks.loras.refresh() if refresh else self.networks.loras.list()
+
+    def list_embeddings(self, refresh: bool = False) -> dict:
+        """A1111's /sdapi/v1/embeddings for the active model: {"loaded": {...}, "skipped": {...}}."""
+        self.networks.embeddings.refresh(force=refresh)
+        return self.networks.embeddings.report(self.models.active)
+
+    def list_vaes(self, refresh: bool = False):
+        """VaeInfo items (`.as_api()` = an item of /sdapi/v1/sd-vae); choices: 'Automatic', 'None', names."""
+        return self.networks.vaes.refresh() if refresh else self.networks.vaes.list()
+
+    def select_vae(self, name: str | None) -> str:
+        """A1111's "SD VAE" option ('Automatic', 'None' or a file name), applied to the active model now."""
+        try:
+            choice = self.networks.set_vae_choice(name)
+        except NetworkError as exc:
+            raise RequestError(str(exc)) from exc
+        if self.models.active is not None:
+            self.queue.run("vae", lambda state: self.networks.apply_vae(self.models.active))
+        return choice
 
     # ---- prompts -------------------------------------------------------------------------------------
     def token_count(self, text: str) -> tuple[int, int]:
@@ -115,6 +141,11 @@ class Engine:
             raise RequestError(str(exc)) from exc
         if req.checkpoint and self.checkpoints.find(req.checkpoint) is None:
             self.models.resolve(req.checkpoint)  # raises with the list of available titles
+        if (req.override_settings or {}).get("sd_vae"):
+            try:
+                self.networks.vaes.validate(req.override_settings["sd_vae"])
+            except NetworkError as exc:
+                raise RequestError(str(exc)) from exc
 
     def _generate(self, req: GenerationRequest, state: JobState) -> GenerationResult:
         t_start = time.perf_counter()
@@ -137,21 +168,23 @@ class Engine:
         init = [resize_image(im, width, height, req.resize_mode) for im in req.init_images]
         mode = "img2img" if init else "txt2img"
         texts, neg_texts = prepared.encoder_texts()
+        try:  # LoRAs resolved and loaded, embeddings loaded, the job's VAE in place
+            nets = self.networks.prepare(model, self.device, prepared.networks, texts + neg_texts, req.override_settings)
+        except NetworkError as exc:
+            raise RequestError(str(exc)) from exc
 
         params = {
             "Steps": req.steps, "Sampler": choice.sampler.name, "Schedule type": choice.schedule,
             "CFG scale": req.cfg_scale, "Seed": None, "Size": f"{width}x{height}",
             "Model hash": (model.sha256 or "")[:10] or None, "Model": Path(model.title.split(" [")[0]).stem,
+            "VAE hash": nets.vae_hash, "VAE": nets.vae_name,
             "Variation seed": None, "Variation seed strength": req.subseed_strength or None,
             "Denoising strength": req.denoising_strength if init else None,
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU",
-            **prepared.params, "Version": VERSION,
+            **prepared.params, **nets.params, "Version": VERSION,
         }
         result = GenerationResult(width=width, height=height, model_title=model.title, params=dict(params),
                                   warnings=list(prepared.warnings))
-        if any(prepared.networks):
-            names = sorted({f"<{n.kind}:{n.name}>" for nets in prepared.networks for n in nets})
-            result.warnings.append(f"Extra networks are not applied yet: {', '.join(names)}")
         state.job_count = n_iter
         for it in range(n_iter):
             if state.interrupted:
@@ -161,6 +194,7 @@ class Engine:
             batch = Batch(seeds[sl], subseeds[sl], texts[sl], neg_texts[sl],
                           init_images=[init[i % len(init)] for i in range(sl.start, sl.stop)] if init else None,
                           mask=req.mask)
+            nets.activate(prepared.networks[sl])
             images = run_batch(model, self.device, choice, batch, steps=req.steps, cfg_scale=req.cfg_scale,
                                width=width, height=height, subseed_strength=req.subseed_strength,
                                denoising_strength=req.denoising_strength, clip_skip=req.clip_skip, state=state,
@@ -184,6 +218,7 @@ class Engine:
                 result.subseeds.append(subseeds[k])
                 result.prompts.append(prepared.prompts[k])
                 result.negative_prompts.append(prepared.negative_prompts[k])
+        result.warnings += [w for w in nets.warnings if w not in result.warnings]
         result.interrupted = state.interrupted
         result.timings = {"model": t_model - t_start, "total": time.perf_counter() - t_start}
         return result

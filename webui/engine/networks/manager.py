@@ -1,0 +1,143 @@
+"""Everything a job needs from the network libraries, in one object the engine owns.
+
+    networks = NetworkManager(settings, hashes)
+    job = networks.prepare(model, device, prepared.networks, texts, req.override_settings)   # raises NetworkError
+    ... job.params (infotext), job.warnings, then per batch: job.activate(networks_of_the_batch_images)
+
+`prepare` resolves every LoRA of the job (unknown names fail before any image), loads those not loaded into the
+model yet, loads new embeddings into the model's tokenizers, and puts the job's VAE in place. `activate` sets the
+weights of one batch's LoRAs and fuses them (nothing to do when the previous batch or job used the same ones).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from webui.engine.networks.embeddings import EmbeddingLibrary
+from webui.engine.networks.lora import LoadedLora, LoraLibrary, ModelLoras
+from webui.engine.networks.vae import AUTOMATIC, VaeChoice, VaeLibrary
+
+log = logging.getLogger(__name__)
+
+
+def network_pipeline(model, device):
+    """The pipeline whose LoRA/TI loader methods act on the model's shared components."""
+    from webui.engine.generation import pipeline_for
+
+    return pipeline_for(model, "inpaint" if model.spec.inpaint else "txt2img", device)
+
+
+@dataclass
+class JobNetworks:
+    model: object
+    pipe: object
+    loras: ModelLoras
+    by_name: dict[str, LoadedLora]  # name as written in the prompt -> loaded LoRA
+    vae: VaeChoice
+    params: dict = field(default_factory=dict)  # "Lora hashes", "TI hashes"
+    warnings: list[str] = field(default_factory=list)
+    activations: int = 0  # batches that had to (re)fuse weights
+
+    @property
+    def vae_name(self) -> str | None:
+        return self.vae.name
+
+    @property
+    def vae_hash(self) -> str | None:
+        return self.vae.sha256[:10] if self.vae.sha256 else None
+
+    def activate(self, networks_per_image: list[list]) -> None:
+        """Make the LoRAs of one batch (the union over its images) active with their weights."""
+        wanted: dict[str, tuple[LoadedLora, float, float]] = {}
+        for nets in networks_per_image:
+            for net in nets:
+                if net.kind != "lora":
+                    continue
+                lo = self.by_name[net.name]
+                te, un = net.te_multiplier, net.unet_multiplier
+                prev = wanted.get(lo.adapter)
+                if prev is None:
+                    wanted[lo.adapter] = (lo, te, un)
+                elif (prev[1], prev[2]) != (te, un):
+                    msg = (f"LoRA {net.name!r} has different weights in the images of one batch; "
+                           f"{prev[1]:g}/{prev[2]:g} was used for the whole batch")
+                    if msg not in self.warnings:
+                        self.warnings.append(msg)
+        if self.loras.apply(self.pipe, list(wanted.values())):
+            self.activations += 1
+
+
+class NetworkManager:
+    def __init__(self, settings, hashes=None, max_loaded_loras: int = 8):
+        self.loras = LoraLibrary(settings.lora_search_dirs)
+        self.embeddings = EmbeddingLibrary(settings.embeddings_path, hashes)
+        self.vaes = VaeLibrary(settings.vae_search_dirs, hashes)
+        self.vae_choice = AUTOMATIC  # A1111's "SD VAE" option
+        self.max_loaded_loras = max_loaded_loras
+
+    # ---- VAE -------------------------------------------------------------------------------------------------
+    def set_vae_choice(self, choice: str | None) -> str:
+        self.vae_choice = self.vaes.validate(choice)
+        return self.vae_choice
+
+    def apply_vae(self, model, choice: str | None = None) -> VaeChoice:
+        vae = self.vaes.resolve(choice or self.vae_choice, model)
+        self.vaes.apply(model, vae)
+        return vae
+
+    # ---- a job -----------------------------------------------------------------------------------------------
+    def prepare(self, model, device, networks_per_image: list[list], texts: list[str],
+                override_settings: dict | None = None) -> JobNetworks:
+        override_settings = override_settings or {}
+        warnings: list[str] = []
+        pipe = network_pipeline(model, device)
+
+        # VAE first: a bad name fails the job before anything is loaded
+        vae_choice = override_settings.get("sd_vae") or self.vae_choice
+        vae = self.apply_vae(model, vae_choice)
+
+        # LoRAs: every name of the job resolved up front
+        names: dict[str, object] = {}
+        other_kinds: list[str] = []
+        for nets in networks_per_image:
+            for net in nets:
+                if net.kind == "lora":
+                    if net.name not in names:
+                        names[net.name] = self.loras.resolve(net.name)
+                    if net.dyn_dim is not None:
+                        msg = f"{net.tag}: dyn (dynamic LoRA rank) is not supported and was ignored"
+                        if msg not in warnings:
+                            warnings.append(msg)
+                elif net.tag not in other_kinds:
+                    other_kinds.append(net.tag)
+        if other_kinds:
+            warnings.append(f"Extra networks of these kinds are not supported and were ignored: {', '.join(other_kinds)}")
+        state = ModelLoras.of(model)
+        state.max_loaded = self.max_loaded_loras
+        unique = list({str(i.path.resolve()): i for i in names.values()}.values())
+        loaded = state.ensure(model, pipe, self.loras, unique)
+        by_info = {str(lo.info.path.resolve()): lo for lo in loaded}
+        by_name = {n: by_info[str(info.path.resolve())] for n, info in names.items()}
+        for lo in loaded:
+            warnings += [w for w in lo.warnings if w not in warnings]
+
+        params: dict = {}
+        if by_name:
+            hashes = []
+            for n, lo in by_name.items():
+                clean = n.replace(":", "").replace(",", "")
+                hashes.append(f"{clean}: {self.loras.short_hash(lo.info)}")
+            params["Lora hashes"] = ", ".join(hashes)
+
+        # embeddings: loaded into the model once; hashes of those the prompts use
+        self.embeddings.ensure_loaded(model, pipe)
+        used = self.embeddings.used_in(model, texts)
+        if used:
+            params["TI hashes"] = ", ".join(f"{e.name}: {self.embeddings.short_hash(e)}" for e in used)
+        return JobNetworks(model, pipe, state, by_name, vae, params, warnings)
+
+    def reset_model(self, model, device) -> None:
+        """Take every LoRA out of `model` (weights restored exactly)."""
+        state = model.extras.get("networks.loras")
+        if state is not None:
+            state.unload_all(network_pipeline(model, device))
