@@ -310,36 +310,12 @@ def test_loras_and_vaes_are_listed_from_their_folders(server, client):
         vae.unlink()
 
 
-def test_loras_and_styles_come_from_engine_registries(server, client, monkeypatch):
-    class Lora:
-        def __init__(self, name):
-            self.name, self.path, self.metadata = name, f"/loras/{name}.safetensors", {"ss_output_name": name}
-
-    class Loras:
-        refreshed = 0
-
-        def list(self):
-            return [Lora("detail"), Lora("style_x")]
-
-        def refresh(self):
-            Loras.refreshed += 1
-
-    class Style:
-        def __init__(self, name, prompt, negative_prompt):
-            self.name, self.prompt, self.negative_prompt = name, prompt, negative_prompt
-
-    monkeypatch.setattr(server.engine, "loras", Loras(), raising=False)
-    monkeypatch.setattr(server.engine, "styles", {"s": Style("Cinematic", "{prompt}, film", "blurry")},
-                        raising=False)
-    loras = client.get_loras()
-    assert [l["name"] for l in loras] == ["detail", "style_x"]
-    assert loras[0] == {"name": "detail", "alias": "detail", "path": "/loras/detail.safetensors",
-                        "metadata": {"ss_output_name": "detail"}}
-    client.custom_post("refresh-loras", baseurl=True)
-    assert Loras.refreshed == 1
-    assert client.get_prompt_styles() == [{"name": "Cinematic", "prompt": "{prompt}, film",
-                                           "negative_prompt": "blurry"}]
-
+def test_styles_come_from_styles_csv(server, client):
+    server.engine.styles.create("Cinematic", "{prompt}, film", "blurry")
+    try:
+        assert {"name": "Cinematic", "prompt": "{prompt}, film", "negative_prompt": "blurry"} in client.get_prompt_styles()
+    finally:
+        server.engine.styles.delete("Cinematic")
 
 def test_extras_upscale_lanczos_nearest_and_crop(client):
     src = pattern_image(32, seed=5)

@@ -45,7 +45,7 @@ CASES = [
     ("txt2img", {"override_settings": {"sd_model_checkpoint": "no-such-model"}}, 404,
      ["no-such-model", "not found", "tiny-a"]),
     ("txt2img", {"override_settings": {"some_unknown_option": 1}}, 422, ["some_unknown_option"]),
-    ("txt2img", {"override_settings": {"sd_vae": "fancy.vae.pt"}}, 422, ["sd_vae"]),
+    ("txt2img", {"override_settings": {"sd_vae": "fancy.vae.pt"}}, 404, ["sd_vae", "fancy.vae.pt", "Automatic"]),
     ("txt2img", {"enable_hr": True}, 422, ["enable_hr", "hires"]),
     ("txt2img", {"restore_faces": True}, 422, ["restore_faces"]),
     ("txt2img", {"tiling": True}, 422, ["tiling"]),
@@ -56,7 +56,7 @@ CASES = [
     ("txt2img", {"seed_resize_from_w": 512}, 422, ["seed_resize_from_w"]),
     ("txt2img", {"refiner_checkpoint": "tiny-b"}, 422, ["refiner_checkpoint"]),
     ("txt2img", {"styles": ["NoSuchStyle"]}, (404, 422), ["NoSuchStyle"]),
-    ("txt2img", {"prompt": "a cat <lora:nope:0.8>"}, 422, ["LoRA", "nope"]),
+    ("txt2img", {"prompt": "a cat <lora:nope:0.8>"}, 404, ["LoRA", "nope"]),
     ("txt2img", {"prompt": "a cat <hypernet:old:1>"}, 422, ["hypernet"]),
     ("img2img", {}, 422, ["init_images"]),
     ("img2img", {"init_images": []}, 422, ["init_images"]),
@@ -155,14 +155,19 @@ def test_broken_checkpoint_is_a_422_and_the_model_stays(server):
         requests.post(f"{server.api}/refresh-checkpoints", timeout=30)
 
 
-def test_unknown_lora_with_a_lora_registry_is_a_404(server, monkeypatch):
-    class Loras:
-        def list(self):
-            return [{"name": "detail", "path": "/x/detail.safetensors"}]
-
-    monkeypatch.setattr(server.engine, "loras", Loras(), raising=False)
-    r = post(server, "txt2img", dict(GOOD, prompt="a cat <lora:nope:0.8> <lora:detail:1>"))
-    assert r.status_code == 404 and "'nope'" in r.json()["detail"] and "detail" in r.json()["detail"]
+def test_unknown_lora_is_a_404_with_close_matches(server):
+    folder = server.engine.settings.lora_search_dirs[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+    import torch
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32, 1, 1)},
+              str(folder / "detail_tweaker.safetensors"))
+    try:
+        r = post(server, "txt2img", dict(GOOD, prompt="a cat <lora:detail_tweakr:0.8>"))
+        assert r.status_code == 404 and "'detail_tweakr'" in r.json()["detail"]
+        assert "detail_tweaker" in r.json()["detail"]  # the close match is suggested
+    finally:
+        (folder / "detail_tweaker.safetensors").unlink()
 
 
 def test_odd_sizes_round_down_to_multiples_of_8_like_a1111(server):

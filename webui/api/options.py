@@ -57,7 +57,7 @@ class ApiOptions:
             "sd_model_checkpoint": self.checkpoint_title(),
             "sd_checkpoint_hash": active.sha256 if active is not None else None,
             "sd_checkpoints_limit": eng.models.cache_size,
-            "sd_vae": "Automatic",
+            "sd_vae": eng.networks.vae_choice,
             "CLIP_stop_at_last_layers": self.clip_skip,
             "samples_save": bool(st.save_images),
             "samples_format": "png",
@@ -91,9 +91,9 @@ class ApiOptions:
                         raise ApiError(422, f"option sd_model_checkpoint: expected a checkpoint title (got {value!r})")
                     checkpoint = self.engine.models.resolve(value)  # 404 naming it, before anything changes
                 elif key == "sd_vae":
-                    if value not in ("Automatic", "None", None):
-                        raise ApiError(422, f"option sd_vae={value!r} is not supported: VAE selection is not "
-                                            f"available through the API yet (use 'Automatic')")
+                    if value != current[key]:
+                        v = self._vae(value, key)
+                        setters.append(lambda v=v: self.engine.select_vae(v))
                 elif key == "CLIP_stop_at_last_layers":
                     v = _int_range(1, 12)(key, value)
                     setters.append(lambda v=v: setattr(self, "clip_skip", v))
@@ -116,6 +116,15 @@ class ApiOptions:
             for set_ in setters:
                 set_()
             self._persist()
+
+    def _vae(self, value, key: str) -> str:
+        """A valid "SD VAE" choice ('Automatic', 'None' or a VAE file name); 404 naming the unknown one."""
+        from webui.engine.networks import NetworkError
+
+        try:
+            return self.engine.networks.vaes.validate(value)
+        except NetworkError as exc:
+            raise ApiError(404, f"{key}: {exc}") from exc
 
     def _set_cache_size(self, n: int) -> None:
         self.engine.models.set_cache_size(n)
@@ -143,8 +152,8 @@ class ApiOptions:
             return ("checkpoint", value) if value else None
         if key == "CLIP_stop_at_last_layers":
             return "clip_skip", _int_range(1, 12)(f"override_settings.{key}", value)
-        if key == "sd_vae" and value in ("Automatic", "None", None):
-            return None
+        if key == "sd_vae":
+            return "vae", self._vae(value, f"override_settings.{key}")
         current = self.snapshot()
         if key in current and value == current[key]:
             return None

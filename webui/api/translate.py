@@ -150,14 +150,17 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Pla
     _check_scripts(values)
 
     # override_settings: the checkpoint and clip skip; anything else only when it changes nothing
-    checkpoint, clip_skip = None, options.clip_skip
+    checkpoint, clip_skip, overrides = None, options.clip_skip, {}
     for key, value in (values.get("override_settings") or {}).items():
         got = options.override(key, value)
-        if got is not None:
-            if got[0] == "checkpoint":
-                checkpoint = value
-            else:
-                clip_skip = got[1]
+        if got is None:
+            continue
+        if got[0] == "checkpoint":
+            checkpoint = value
+        elif got[0] == "vae":
+            overrides["sd_vae"] = got[1]
+        else:
+            clip_skip = got[1]
     restore = None
     active = engine.models.active
     if checkpoint:
@@ -190,6 +193,7 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Pla
         width=_size(values, "width"), height=_size(values, "height"),
         batch_size=_get(values, "batch_size", 1), n_iter=_get(values, "n_iter", 1),
         clip_skip=clip_skip, eta=values.get("eta"), checkpoint=checkpoint, save_images=save,
+        override_settings=overrides,
     )
     echo = body.model_dump()
     plan = Plan(mode=mode, request=request, save=save, send_images=bool(_get(values, "send_images", True)),
@@ -299,7 +303,7 @@ def info_json(engine, plan: Plan, result: GenerationResult, done: Finished) -> s
         "sampler_name": params.get("Sampler", req.sampler_name), "cfg_scale": req.cfg_scale, "steps": req.steps,
         "batch_size": req.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": params.get("Model"), "sd_model_hash": params.get("Model hash"),
-        "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "sd_vae_name": params.get("VAE"), "sd_vae_hash": params.get("VAE hash"), "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": req.denoising_strength if plan.mode == "img2img" else None,
         "extra_generation_params": extra, "index_of_first_image": 0, "infotexts": done.infotexts,
         "styles": plan.styles, "job_timestamp": plan.timestamp, "clip_skip": req.clip_skip,

@@ -1,6 +1,8 @@
 """Shared pieces of the network libraries: errors, folder scans, file hashes, safetensors metadata, previews."""
 from __future__ import annotations
 
+from webui.engine.requests import RequestError
+
 import difflib
 import hashlib
 import json
@@ -15,7 +17,7 @@ from webui.engine.checkpoints.family import FAMILY_LABELS
 PREVIEW_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 
-class NetworkError(ValueError):
+class NetworkError(RequestError):
     """A LoRA, embedding or VAE could not be used; ``str(err)`` is a message for the user."""
 
 

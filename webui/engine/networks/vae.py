@@ -96,7 +96,10 @@ class VaeLibrary:
             return AUTOMATIC
         if str(choice).strip() == NONE:
             return NONE
-        info = self.find(choice) or (self.refresh() and self.find(choice))
+        info = self.find(choice)
+        if info is None:
+            self.refresh()
+            info = self.find(choice)
         if info is None:
             names = [i.name for i in self.list()] + [i.path.stem for i in self.list()]
             raise NetworkError(not_found_message("VAE", choice, names) + f" (choices: {AUTOMATIC}, {NONE}, files)")
