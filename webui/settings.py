@@ -78,6 +78,10 @@ class Settings:
         return self.models_root / "wildcards"
 
     @property
+    def extensions_path(self) -> Path:
+        return Path(self.data_dir) / "extensions"
+
+    @property
     def styles_file(self) -> Path:
         return Path(self.data_dir) / "styles.csv"
 

@@ -14,16 +14,16 @@ from webui.engine.device import DeviceConfig, select_device
 from webui.engine.generation import Batch, prompt_encoder, resize_image, run_batch
 from webui.engine.infotext import build_infotext
 from webui.engine.jobs import Job, JobQueue, JobState
-from webui.engine.networks import NetworkError, NetworkManager
+from webui.engine.networks import NetworkManager
 from webui.engine.outputs import OutputWriter
 from webui.engine.preview import latent_preview
 from webui.engine.prompts.encoder import PromptEncoder
-from webui.engine.prompts.extra_networks import ExtraNetworkError
 from webui.engine.prompts.prepare import prepare_prompts
-from webui.engine.prompts.styles import StyleError, StyleStore
+from webui.engine.prompts.styles import StyleStore
 from webui.engine.prompts.wildcards import WildcardExpander
 from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
 from webui.engine.samplers import SamplerError, resolve
+from webui.extensions import ExtensionManager, ImageContext
 from webui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,13 @@ BUILTIN_PREFIX = "latent-studio-shapes"
 
 
 class Engine:
-    def __init__(self, settings: Settings, device: DeviceConfig | None = None):
+    def __init__(self, settings: Settings, device: DeviceConfig | None = None,
+                 extensions: ExtensionManager | None = None):
         self.settings = settings
+        if extensions is None:
+            extensions = ExtensionManager(settings.extensions_path, settings.cache_path / "extensions.json")
+            extensions.discover()
+        self.extensions = extensions
         self.device = device or select_device(settings)
         self.hashes = HashCache(settings.cache_path / "hashes.json")
         self.checkpoints = CheckpointRegistry(settings.checkpoint_dirs, self.hashes)
@@ -90,10 +95,7 @@ class Engine:
 
     def select_vae(self, name: str | None) -> str:
         """A1111's "SD VAE" option ('Automatic', 'None' or a file name), applied to the active model now."""
-        try:
-            choice = self.networks.set_vae_choice(name)
-        except NetworkError as exc:
-            raise RequestError(str(exc)) from exc
+        choice = self.networks.set_vae_choice(name)  # NetworkError (a RequestError) for an unknown name
         if self.models.active is not None:
             self.queue.run("vae", lambda state: self.networks.apply_vae(self.models.active))
         return choice
@@ -142,13 +144,11 @@ class Engine:
         if req.checkpoint and self.checkpoints.find(req.checkpoint) is None:
             self.models.resolve(req.checkpoint)  # raises with the list of available titles
         if (req.override_settings or {}).get("sd_vae"):
-            try:
-                self.networks.vaes.validate(req.override_settings["sd_vae"])
-            except NetworkError as exc:
-                raise RequestError(str(exc)) from exc
+            self.networks.vaes.validate(req.override_settings["sd_vae"])
 
     def _generate(self, req: GenerationRequest, state: JobState) -> GenerationResult:
         t_start = time.perf_counter()
+        req = self.extensions.transform_request(req)
         model = self.ensure_model(req.checkpoint)
         t_model = time.perf_counter()
         choice = resolve(req.sampler_name, req.scheduler, self.settings.default_sampler)
@@ -157,21 +157,17 @@ class Engine:
         n_images = req.batch_size * req.n_iter
         seed = noise.fix_seed(req.seed)
         subseed = noise.fix_seed(req.subseed)
-        try:
-            prepared = prepare_prompts(req.prompt, req.negative_prompt, req.styles, [seed + i for i in range(n_images)],
-                                       self.styles, self.wildcards, req.combinatorial, self.settings.max_combinations)
-        except (StyleError, ExtraNetworkError) as exc:
-            raise RequestError(str(exc)) from exc
+        prompt, negative = self.extensions.transform_prompts(req.prompt, req.negative_prompt, req)
+        prepared = prepare_prompts(prompt, negative, req.styles, [seed + i for i in range(n_images)],
+                                   self.styles, self.wildcards, req.combinatorial, self.settings.max_combinations)
         seeds = prepared.seeds
         subseeds = [subseed + i for i in range(len(seeds))]
         n_iter = -(-len(seeds) // req.batch_size)
         init = [resize_image(im, width, height, req.resize_mode) for im in req.init_images]
         mode = "img2img" if init else "txt2img"
         texts, neg_texts = prepared.encoder_texts()
-        try:  # LoRAs resolved and loaded, embeddings loaded, the job's VAE in place
-            nets = self.networks.prepare(model, self.device, prepared.networks, texts + neg_texts, req.override_settings)
-        except NetworkError as exc:
-            raise RequestError(str(exc)) from exc
+        # LoRAs resolved and loaded, embeddings loaded, the job's VAE in place (NetworkError is a RequestError)
+        nets = self.networks.prepare(model, self.device, prepared.networks, texts + neg_texts, req.override_settings)
 
         params = {
             "Steps": req.steps, "Sampler": choice.sampler.name, "Schedule type": choice.schedule,
@@ -181,7 +177,7 @@ class Engine:
             "Variation seed": None, "Variation seed strength": req.subseed_strength or None,
             "Denoising strength": req.denoising_strength if init else None,
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU",
-            **prepared.params, **nets.params, "Version": VERSION,
+            **prepared.params, **nets.params, **self.extensions.infotext_params(req), "Version": VERSION,
         }
         result = GenerationResult(width=width, height=height, model_title=model.title, params=dict(params),
                                   warnings=list(prepared.warnings))
@@ -209,9 +205,13 @@ class Engine:
                 p = dict(params, Seed=seeds[k])
                 if req.subseed_strength > 0:
                     p["Variation seed"] = subseeds[k]
+                ctx = ImageContext(req, k, seeds[k], prepared.prompts[k], prepared.negative_prompts[k], p)
+                image = self.extensions.postprocess_image(image, ctx)
                 info = build_infotext(prepared.prompts[k], prepared.negative_prompts[k], p)
                 if req.save_images and self.settings.save_images:
-                    result.paths.append(self.outputs.save(image, info, seeds[k], mode, req.outpath))
+                    path = self.outputs.save(image, info, seeds[k], mode, req.outpath)
+                    result.paths.append(path)
+                    self.extensions.call("saved", path, info, ctx)
                 result.images.append(image)
                 result.infotexts.append(info)
                 result.seeds.append(seeds[k])
@@ -230,6 +230,7 @@ class Engine:
             if every > 0 and (step_index + 1) % every == 0:
                 state.preview = latent_preview(model, latents)
                 state.preview_step = step_index + 1
+            self.extensions.call("step", state, step_index, latents)
 
         return on_step
 
