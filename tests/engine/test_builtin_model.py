@@ -14,7 +14,7 @@ from safetensors import safe_open
 from tests.fixtures import shapes_eval
 from tests.fixtures.builtin_generate import CHECKPOINT, EMBEDDINGS_DIR, LORA_DIR
 
-LORA = LORA_DIR / "lsinvert.safetensors"
+LORA = LORA_DIR / "latent-studio-invert.safetensors"
 EMBEDDING = EMBEDDINGS_DIR / "lsstar.safetensors"
 
 
@@ -43,7 +43,7 @@ def test_checkpoint_is_small_fp16_ldm_single_file():
 
 def test_lora_is_kohya_format():
     meta, slices = _meta_and_keys(LORA)
-    assert meta["ss_output_name"] == "lsinvert"
+    assert meta["ss_output_name"] == "latent-studio-invert"
     assert meta["ss_base_model_version"] == "sd_v1"
     assert "lsinvert" in json.dumps(json.loads(meta["ss_tag_frequency"]))
     assert slices and all(k.startswith("lora_unet_") for k in slices)
@@ -62,6 +62,7 @@ def test_embedding_is_a1111_format():
 
 
 # ---------------------------------------------------------------- generation
+# About 95 s together on 1 busy CPU core (54 + 28 + 8 + 16 + 16 images at 20 steps), hence slow.
 
 @pytest.fixture(scope="module")
 def generate():
@@ -70,6 +71,7 @@ def generate():
     return make_generate(steps=20)
 
 
+@pytest.mark.slow
 def test_prompt_controls_colour_background_and_position(generate):
     r = shapes_eval.attribute_accuracy(generate, n=54)
     print({k: v for k, v in r.items() if k != "failures"})
@@ -78,6 +80,7 @@ def test_prompt_controls_colour_background_and_position(generate):
     assert r["position"] >= 0.8, r
 
 
+@pytest.mark.slow
 def test_negative_prompt_removes_a_colour(generate):
     r = shapes_eval.negative_prompt_effect(generate, color="red", n=14)
     print(r)
@@ -85,6 +88,7 @@ def test_negative_prompt_removes_a_colour(generate):
     assert r["with"]["rate"] <= r["without"]["rate"]
 
 
+@pytest.mark.slow
 def test_img2img_strength(generate):
     r = shapes_eval.img2img_effect(generate, n=4)
     print(r)
@@ -93,6 +97,7 @@ def test_img2img_strength(generate):
     assert r["follows_prompt_0.9"] >= 0.75
 
 
+@pytest.mark.slow
 def test_lora_inverts_colours(generate):
     r = shapes_eval.lora_effect(generate, n=8)
     print(r)
@@ -100,6 +105,7 @@ def test_lora_inverts_colours(generate):
     assert r["inverted_lora"] >= 0.75
 
 
+@pytest.mark.slow
 def test_embedding_draws_stars(generate):
     r = shapes_eval.embedding_effect(generate, n=8)
     print(r)

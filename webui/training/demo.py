@@ -44,6 +44,7 @@ IMAGE_SIZE = 64           # native resolution in pixels
 LATENT_SIZE = IMAGE_SIZE // 8
 TEXT_DIM = 128            # CLIP hidden size (multiple of 64, heads = hidden / 64)
 LORA_TRIGGER = "lsinvert"
+LORA_NAME = "latent-studio-invert"   # file name: <lora:latent-studio-invert:1>
 EMBEDDING_NAME = "lsstar"
 
 # The Stable Diffusion v1 noise schedule (DDPM, "scaled_linear" betas).
@@ -205,38 +206,50 @@ def lr_at(step, total, base, warmup=100):
 # Stage 1: the VAE
 # --------------------------------------------------------------------------
 
-def train_vae(vae, steps, rng, batch=16, lr=3e-4, kl_weight=1e-6, crop=32):
-    """Plain reconstruction (L1 + L2) of the posterior mean, with a tiny KL
-    term that keeps the latents well-behaved (centred, bounded).  Decoding
-    the mean rather than a sample makes this short training converge much
-    faster; the diffusion model only ever uses the means anyway.  It sees every shape (including stars) and inverted
-    colours, since it is a general-purpose image codec.  The VAE is fully
-    convolutional, so it trains on random ``crop`` x ``crop`` pieces (4x
-    cheaper than whole images)."""
+def train_vae(vae, steps, rng, batch=8, lr=3e-4, kl_weight=1e-6, fg_weight=4.0, preview=None):
+    """Reconstruction (L1 + L2) of the posterior mean, with a tiny KL term
+    that keeps the latents well-behaved (centred, bounded).  Decoding the
+    mean rather than a sample makes this short training converge much faster;
+    the diffusion model only ever uses the means anyway.
+
+    It trains on busy scenes (several shapes, stars and inverted colours
+    included: it is a general-purpose image codec), and pixels that differ
+    from the background weigh ``1 + fg_weight``: otherwise the flat
+    background dominates the loss and the shapes are learnt last."""
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
     bar = tqdm(range(steps), desc="vae", dynamic_ncols=True)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup=50)
-        images = []
-        for _ in range(batch):
-            s = shapes.random_sample(rng, shapes=shapes.SHAPES + ("star",))
-            images.append(shapes.render(s, IMAGE_SIZE, rng, invert=rng.random() < 0.25))
-        x = to_tensor(images)
-        if crop and crop < IMAGE_SIZE:
-            i, j = rng.randrange(IMAGE_SIZE - crop + 1), rng.randrange(IMAGE_SIZE - crop + 1)
-            x = x[:, :, i:i + crop, j:j + crop]
+        scenes = [shapes.render_scene(rng, IMAGE_SIZE, invert=rng.random() < 0.2) for _ in range(batch)]
+        x = to_tensor([im for im, _ in scenes])
+        bg = torch.tensor([b for _, b in scenes], dtype=torch.float32)[:, :, None, None] / 127.5 - 1
+        weight = 1.0 + fg_weight * ((x - bg).abs().sum(1, keepdim=True) > 0.1).float()
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.mean).sample
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + kl_weight * post.kl().mean()
+        err = (rec - x).abs() + (rec - x) ** 2
+        loss = (weight * err).mean() / weight.mean() + kl_weight * post.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        if preview and (step + 1) % 100 == 0:
+            save_vae_preview(vae, preview)
+            vae.train()
     vae.eval()
     return vae
+
+
+@torch.no_grad()
+def save_vae_preview(vae, path):
+    vae.eval()
+    rng = random.Random(1)
+    imgs = [shapes.render(shapes.random_sample(rng, shapes.SHAPES + ("star",)), IMAGE_SIZE, rng)
+            for _ in range(8)]
+    rec = to_images(vae.decode(vae.encode(to_tensor(imgs)).latent_dist.mean).sample)
+    save_grid(imgs + rec, path)
 
 
 @torch.no_grad()
@@ -275,7 +288,7 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, input_ids, generator,
 
 
 def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
-               generator, batch=32, lr=5e-4, drop=0.1):
+               generator, batch=32, lr=4e-4, drop=0.1):
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     unet.train()
@@ -387,7 +400,7 @@ class TokenInjector:
         self.placeholder_id = placeholder_id
         self.vectors = vectors
         self.ids = None
-        emb = text_encoder.text_model.embeddings.token_embedding
+        emb = text_encoder.get_input_embeddings()
         self.handle = emb.register_forward_hook(self.hook)
 
     def hook(self, module, args, output):
@@ -427,7 +440,7 @@ def train_embedding(unet, text_encoder, tokenizer, scheduler, samples, latents, 
                     generator, n_vectors=2, batch=16, lr=5e-3, init_word="triangle"):
     for p in list(unet.parameters()) + list(text_encoder.parameters()):
         p.requires_grad_(False)
-    emb = text_encoder.text_model.embeddings.token_embedding.weight
+    emb = text_encoder.get_input_embeddings().weight
     init_id = tokenizer(init_word, add_special_tokens=False).input_ids[0]
     vectors = torch.nn.Parameter(emb[init_id].detach().clone().repeat(n_vectors, 1))
     placeholder_id = tokenizer("zebra", add_special_tokens=False).input_ids[0]
@@ -482,15 +495,15 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="models/Stable-diffusion/latent-studio-shapes-v1.safetensors")
-    p.add_argument("--lora-out", default=f"models/Lora/{LORA_TRIGGER}.safetensors")
+    p.add_argument("--lora-out", default=f"models/Lora/{LORA_NAME}.safetensors")
     p.add_argument("--embedding-out", default=f"embeddings/{EMBEDDING_NAME}.safetensors")
     p.add_argument("--work-dir", default="outputs/training-demo",
                    help="intermediate modules and preview grids")
-    p.add_argument("--vae-steps", type=int, default=400)
-    p.add_argument("--unet-steps", type=int, default=2000)
+    p.add_argument("--vae-steps", type=int, default=500)
+    p.add_argument("--unet-steps", type=int, default=1600)
     p.add_argument("--lora-steps", type=int, default=150)
     p.add_argument("--embedding-steps", type=int, default=150)
-    p.add_argument("--cache-size", type=int, default=8192, help="encoded training images")
+    p.add_argument("--cache-size", type=int, default=4096, help="encoded training images")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--stages", default="vae,unet,lora,embedding",
@@ -525,25 +538,21 @@ def main(argv=None):
 
     if "vae" in stages:
         t0 = time.time()
-        train_vae(vae, args.vae_steps, rngs["vae"])
+        train_vae(vae, args.vae_steps, rngs["vae"], preview=work / "vae_reconstruction.png")
         vae.save_pretrained(work / "vae")
         log_time("vae", t0)
-        with torch.no_grad():
-            rng = random.Random(1)
-            imgs = [shapes.render(shapes.random_sample(rng, shapes.SHAPES + ("star",)), IMAGE_SIZE, rng)
-                    for _ in range(8)]
-            rec = to_images(vae.decode(vae.encode(to_tensor(imgs)).latent_dist.mean).sample)
-            save_grid(imgs + rec, work / "vae_reconstruction.png")
+        save_vae_preview(vae, work / "vae_reconstruction.png")
     else:
         vae = AutoencoderKL.from_pretrained(work / "vae")
     vae.eval().requires_grad_(False)
 
     # ---- 2. UNet + text encoder
-    t0 = time.time()
-    samples, raw = encode_dataset(vae, args.cache_size, rngs["unet"])
-    scaling = float(1.0 / raw.std())     # SD uses 0.18215 for its own VAE
-    latents = raw * scaling
     if "unet" in stages:
+        t0 = time.time()
+        samples, raw = encode_dataset(vae, args.cache_size, rngs["unet"])
+        # Scale the latents to unit variance (SD uses 0.18215 for its own VAE).
+        scaling = float(1.0 / raw.std())
+        latents = raw * scaling
         train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents,
                    args.unet_steps, rngs["unet"], gens["unet"], batch=args.batch)
         unet.save_pretrained(work / "unet")
@@ -576,7 +585,7 @@ def main(argv=None):
         kohya = peft_to_kohya(model, alpha=rank)
         tags = {LORA_TRIGGER: args.lora_steps}
         meta = {
-            "ss_output_name": LORA_TRIGGER, "ss_base_model_version": "sd_v1",
+            "ss_output_name": Path(args.lora_out).stem, "ss_base_model_version": "sd_v1",
             "ss_network_module": "networks.lora", "ss_network_dim": str(rank),
             "ss_network_alpha": str(rank), "ss_resolution": f"({IMAGE_SIZE}, {IMAGE_SIZE})",
             "ss_sd_model_name": Path(args.out).name, "ss_seed": str(args.seed),

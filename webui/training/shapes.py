@@ -120,6 +120,35 @@ def render(sample: Sample, size: int = 128, rng: random.Random | None = None,
     return img
 
 
+def render_scene(rng: random.Random, size: int = 64, max_shapes: int = 5,
+                 invert: bool = False) -> tuple[Image.Image, tuple[int, int, int]]:
+    """A busier picture for training the VAE: 1..max_shapes shapes of any
+    kind, colour, size and place on one background.  More edges per image
+    teach the autoencoder faster than the single-shape captions set.
+    Returns the image and its background colour."""
+    ss = 4
+    side = size * ss
+    names = list(COLORS)
+    bg = rng.choice(names)
+    img = Image.new("RGB", (side, side), COLORS[bg])
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(1, max_shapes)):
+        shape = rng.choice(SHAPES + ("star",))
+        fill = COLORS[rng.choice([c for c in names if c != bg])]
+        cx, cy = rng.uniform(0.05, 0.95) * side, rng.uniform(0.05, 0.95) * side
+        r = rng.uniform(0.06, 0.2) * side
+        if shape == "circle":
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+        else:
+            draw.polygon(shape_polygon(shape, cx, cy, r), fill=fill)
+    img = img.resize((size, size), Image.LANCZOS)
+    bg_rgb = COLORS[bg]
+    if invert:
+        img = Image.eval(img, lambda v: 255 - v)
+        bg_rgb = tuple(255 - v for v in bg_rgb)
+    return img, bg_rgb
+
+
 def caption(sample: Sample, rng: random.Random | None = None, full: bool = False,
             shape_word: str | None = None, prefix: str = "") -> str:
     """Caption for ``sample``.
