@@ -5,7 +5,6 @@ FastAPI app -> [REST API with --api / --nowebui] -> Gradio Blocks mounted at / (
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -82,13 +81,14 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
         except ImportError as exc:
             raise FlagError(f"the REST API is not available in this build ({exc})") from exc
         mount_api(app, engine, auth=api_auth or None)
+    mount_extension_routes(app, engine, api_auth or None)
     ctx = None
     if not args.nowebui:
         import gradio as gr
 
         from webui.ui import CSS, HEAD, THEME, UiContext, build_ui
 
-        ctx = UiContext(engine, notice=notice)
+        ctx = UiContext(engine, notice=notice, exposed=bool(args.listen or args.share))
         blocks = build_ui(ctx)
         blocks.queue(default_concurrency_limit=4, max_size=max(64, engine.settings.queue_size * 4))
         settings = engine.settings
@@ -98,9 +98,47 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
             app, blocks, path="/", auth=ui_auth or None, auth_message="Latent Studio: please log in",
             allowed_paths=[str(settings.outputs_path)], blocked_paths=[str(p) for p in private],
             max_file_size=MAX_UPLOAD, show_error=True, ssr_mode=False, theme=THEME, css=CSS, head=HEAD,
-            footer_links=["api"] if args.api else [],
+            footer_links=[],  # Gradio's own API page lists nothing useful: the REST API lives at /docs
         )
     return app, ctx
+
+
+def basic_auth_dependency(credentials: Credentials):
+    """FastAPI dependency: HTTP Basic with one of `credentials`, else 401."""
+    import secrets
+
+    from fastapi import Depends, HTTPException
+    from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+    scheme = HTTPBasic(auto_error=False)
+
+    def check(given: HTTPBasicCredentials | None = Depends(scheme)) -> None:
+        if given is not None:
+            for user, password in credentials:
+                if (secrets.compare_digest(given.username.encode(), user.encode())
+                        and secrets.compare_digest(given.password.encode(), password.encode())):
+                    return
+        raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+
+    return Depends(check)
+
+
+def mount_extension_routes(app, engine, auth: Credentials | None) -> None:
+    """Routes of active extensions at /ext/<name><path>, behind the API log-in when there is one."""
+    manager = getattr(engine, "extensions", None)
+    if manager is None:
+        return
+    deps = [basic_auth_dependency(auth)] if auth else []
+    for ext in manager.extensions.values():
+        if not ext.active:
+            continue
+        for path, endpoint, methods in ext.routes:
+            route = f"/ext/{ext.name}/{str(path).lstrip('/')}"
+            try:
+                app.add_api_route(route, endpoint, methods=list(methods), dependencies=deps,
+                                  tags=[f"extension {ext.name}"])
+            except Exception as exc:  # noqa: BLE001 - a bad route never takes the app down
+                log.error("extension %s: route %s not added: %s", ext.name, route, exc)
 
 
 def serve(args) -> int:

@@ -91,6 +91,7 @@ def make_app_dir(root: Path, tiny_files: dict) -> Path:
     for key in ("sd1", "sd1-b"):
         src = Path(tiny_files[key])
         (ckpts / src.name).symlink_to(src)
+    (ckpts / "zz-broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
     lora = root / "models" / "Lora"
     lora.mkdir(parents=True)
     meta = {"ss_output_name": "paper_cut", "ss_base_model_version": "sd_v1",
@@ -102,6 +103,15 @@ def make_app_dir(root: Path, tiny_files: dict) -> Path:
     wc = root / "models" / "wildcards"
     wc.mkdir(parents=True)
     (wc / "animals.txt").write_text("cat\ndog\nfox\nowl\n", encoding="utf-8")
+    ext = root / "extensions" / "greeter"
+    ext.mkdir(parents=True)
+    (ext / "extension.py").write_text(
+        "def register(ext):\n"
+        "    ext.setting('greeting', 'hello', 'Greeting shown in the tab')\n"
+        "    def tab(engine):\n"
+        "        import gradio as gr\n"
+        "        gr.Markdown(f\"{ext.get('greeting')} from the greeter extension\", elem_id='greeter_text')\n"
+        "    ext.ui_tab('Greeter', tab)\n", encoding="utf-8")
     (root / "config.yaml").write_text("queue_size: 2\n", encoding="utf-8")  # small, so a test can fill it
     (root / "styles.csv").write_text('name,prompt,negative_prompt\nCinematic,"{prompt}, cinematic light",blurry\n',
                                      encoding="utf-8-sig")

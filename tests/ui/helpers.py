@@ -61,8 +61,20 @@ def wait_status(page, mode: str, pattern: str, timeout: float = 60_000) -> str:
 
 
 def gallery_count(page, elem_id: str) -> int:
-    return page.locator(f"#{elem_id} .grid-container button img, #{elem_id} .thumbnail-item img").count()
+    """Images in a gallery (its thumbnails say "Thumbnail i of N"; in preview mode they appear twice)."""
+    thumbs = page.locator(f"#{elem_id} button.thumbnail-item")
+    if thumbs.count() == 0:
+        return 0
+    label = thumbs.first.get_attribute("aria-label") or ""
+    return int(label.rsplit(" of ", 1)[1]) if " of " in label else thumbs.count()
 
 
 def newest_files(folder: Path, pattern: str = "*.png") -> list[Path]:
     return sorted(Path(folder).rglob(pattern), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def wait_text(page, elem_id: str, text: str, timeout: float = 30_000) -> None:
+    """Wait until the element's visible text contains `text`."""
+    page.wait_for_function("([sel, t]) => { const e = document.querySelector(sel);"
+                           " return e && e.innerText.includes(t); }",
+                           arg=[f"#{elem_id}", text], timeout=timeout)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.ui.conftest import screenshot, wait_model_loaded
 from tests.ui.helpers import (choose, dropdown_value, gallery_count, number_value, open_tab, set_number, text_value,
-                              type_into, wait_status)
+                              type_into, wait_status, wait_text)
 from webui.engine.infotext import parse_infotext, read_infotext, save_image_with_infotext
 
 pytestmark = pytest.mark.browser
@@ -26,26 +26,36 @@ def set_seed(page, mode: str, seed: int) -> None:
     box.press("Tab")
 
 
-def generate_txt2img(page, prompt: str, seed: int, steps: int = 4) -> str:
+def generate_txt2img(page, prompt: str, seed: int, steps: int = 4, keyboard: bool = False) -> str:
     type_into(page, "txt2img_prompt", prompt)
     set_number(page, "txt2img_steps", steps)
     set_seed(page, "txt2img", seed)
-    page.locator("#txt2img_generate").click()
+    if keyboard:  # Ctrl+Enter in the prompt box, as in A1111
+        page.locator("#txt2img_prompt textarea").press("Control+Enter")
+    else:
+        page.locator("#txt2img_generate").click()
     return wait_status(page, "txt2img", r"\d+ images? in")
 
 
+def wait_counter(page, elem_id: str, pattern: str) -> None:
+    page.wait_for_function("([sel, pat]) => new RegExp(pat).test(document.querySelector(sel).innerText.trim())",
+                           arg=[f"#{elem_id} .ls-count", pattern])
+
+
 def test_token_counter_changes_as_you_type(page):
-    counter = page.locator("#txt2img_prompt_tokens")
+    counter = page.locator("#txt2img_prompt_tokens .ls-count")
     assert counter.inner_text().strip() == "0/75"
     type_into(page, "txt2img_prompt", "a cat")
-    page.wait_for_function("() => document.querySelector('#txt2img_prompt_tokens').innerText.trim() === '2/75'")
+    wait_counter(page, "txt2img_prompt_tokens", "^2/75$")
+    assert "ls-over" not in counter.get_attribute("class")
     box = page.locator("#txt2img_prompt textarea")
     box.type(", sitting on a red chair" * 15, delay=0)
-    page.wait_for_function("() => /\\/150$/.test(document.querySelector('#txt2img_prompt_tokens').innerText.trim())")
+    wait_counter(page, "txt2img_prompt_tokens", "/150$")
     count = int(counter.inner_text().split("/")[0])
     assert 75 < count <= 150
+    assert "ls-over" in counter.get_attribute("class")  # highlighted: the prompt is split into two chunks
     type_into(page, "txt2img_neg_prompt", "blurry, low quality")
-    page.wait_for_function("() => document.querySelector('#txt2img_neg_prompt_tokens').innerText.trim() === '4/75'")
+    wait_counter(page, "txt2img_neg_prompt_tokens", "^4/75$")
 
 
 def test_txt2img_generates_and_saves_matching_infotext(page, app):
@@ -98,6 +108,35 @@ def test_send_to_img2img_and_run(page, app):
     assert (p["Size-1"], p["Size-2"]) == ("64", "64")
 
 
+def test_img2img_inpaint_mask_drawn_in_editor(page, app):
+    """Draw a stroke in the middle of the image: only there is the image repainted."""
+    import numpy as np
+    from PIL import Image
+
+    generate_txt2img(page, "a pond", seed=8888, steps=3)
+    page.locator("#txt2img_send_to_img2img").click()
+    editor = page.locator("#img2img_image")
+    editor.locator("canvas").last.wait_for()
+    time.sleep(1.0)
+    editor.get_by_role("button", name="Brush", exact=True).click()
+    box = editor.locator("canvas").last.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 20, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 20, cy, steps=8)
+    page.mouse.up()
+    time.sleep(0.5)
+    screenshot(page, "img2img-inpaint")
+    set_seed(page, "img2img", 8889)
+    page.locator("#img2img_generate").click()
+    wait_status(page, "img2img", r"1 image in")
+    before = np.asarray(Image.open(saved_with_seed(app, "txt2img", 8888)).convert("RGB")).astype(int)
+    after = np.asarray(Image.open(saved_with_seed(app, "img2img", 8889)).convert("RGB")).astype(int)
+    diff = np.abs(before - after).sum(-1)
+    assert diff[:3, :3].max() == 0 and diff[-3:, -3:].max() == 0  # corners: outside the stroke, unchanged
+    assert diff[28:36, 28:36].mean() > 5  # the middle was repainted
+
+
 def test_png_info_reads_file_and_fills_txt2img(page, tmp_path):
     from PIL import Image
 
@@ -108,7 +147,7 @@ def test_png_info_reads_file_and_fills_txt2img(page, tmp_path):
     open_tab(page, "PNG Info")
     page.locator("#pnginfo_image input[type=file]").set_input_files(str(src))
     page.wait_for_function("() => /castle on a hill/.test(document.querySelector('#pnginfo_text textarea')?.value)")
-    page.wait_for_selector("#pnginfo_table >> text=DPM++ 2M")
+    wait_text(page, "pnginfo_table", "DPM++ 2M")
     screenshot(page, "pnginfo")
     page.locator("#pnginfo_send_txt2img").click()
     page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea')?.value === 'a castle on a hill'")
@@ -131,7 +170,7 @@ def test_switch_checkpoint_from_dropdown(page, app):
     page.wait_for_function(
         "(t) => document.querySelector('#checkpoint_dropdown input').value.startsWith(t)"
         " && /native/.test(document.querySelector('#model_status').innerText)", arg=target, timeout=60_000)
-    generate_txt2img(page, "after the switch", seed=3003, steps=3)
+    generate_txt2img(page, "after the switch", seed=3003, steps=3, keyboard=True)
     p = parse_infotext(read_infotext(saved_with_seed(app, "txt2img", 3003)))
     assert p["Model"] == Path(target).stem
     # and back, so later tests see the usual default
@@ -158,28 +197,54 @@ def test_interrupt_long_job_keeps_finished_images(page, app):
     assert not list((Path(app.data_dir) / "outputs").glob("txt2img-images/*/*-5003.png"))
 
 
+def test_broken_checkpoint_keeps_previous_model(page):
+    before = dropdown_value(page, "checkpoint_dropdown")
+    choose(page, "checkpoint_dropdown", "zz-broken.safetensors", prefix=True)
+    wait_text(page, "header_message", "Cannot load checkpoint zz-broken.safetensors", timeout=60_000)
+    page.wait_for_function("(t) => document.querySelector('#checkpoint_dropdown input').value === t", arg=before)
+    assert "Still using " + before in page.locator("#header_message").inner_text()
+    wait_model_loaded(page)
+    screenshot(page, "checkpoint-error")
+    generate_txt2img(page, "still works", seed=3100, steps=2)
+
+
+def test_skip_drops_the_current_batch_only(page):
+    type_into(page, "txt2img_prompt", "skip one")
+    set_number(page, "txt2img_steps", 150)
+    set_number(page, "txt2img_batch_count", 3)
+    set_number(page, "txt2img_width", 64)
+    set_number(page, "txt2img_height", 64)
+    set_seed(page, "txt2img", 5100)
+    page.locator("#txt2img_generate").click()
+    wait_status(page, "txt2img", r"Step [1-9]\d*/150 · Batch 1/3", timeout=60_000)
+    page.locator("#txt2img_skip").click()
+    status = wait_status(page, "txt2img", r"images? in", timeout=60_000)
+    assert "2 images in" in status and "skipped 1" in status
+    assert gallery_count(page, "txt2img_gallery") == 2
+
+
 def test_lora_card_click_inserts_tag(page):
     type_into(page, "txt2img_prompt", "a paper bird")
     open_tab(page, "LoRA")
     page.wait_for_selector("#lora_gallery img")
     assert page.locator("#lora_gallery .caption-label", has_text="paperCut-v2 · SD 1.x").count() == 1
     assert page.locator("#lora_gallery .caption-label", has_text="detail_tweaker · SDXL").count() == 1
-    screenshot(page, "lora")
     page.locator("#lora_gallery button", has_text="paperCut-v2").first.click()
-    page.wait_for_selector("#lora_details >> text=papercut")
+    wait_text(page, "lora_details", "papercut")
+    screenshot(page, "lora")
     open_tab(page, "txt2img")
     assert text_value(page, "txt2img_prompt") == "a paper bird <lora:paperCut-v2:1>"
 
 
 def test_styles_create_and_apply(page):
     open_tab(page, "Prompts")
-    page.wait_for_selector("#styles_table >> text=Cinematic")
+    wait_text(page, "styles_table", "Cinematic")
     type_into(page, "styles_name", "Watercolor")
     type_into(page, "styles_prompt", "watercolor painting, soft edges")
     type_into(page, "styles_negative", "photo")
     page.locator("#styles_save").click()
-    page.wait_for_selector("#styles_message >> text=Created style")
-    page.wait_for_selector("#styles_table >> text=Watercolor")
+    wait_text(page, "styles_message", "Created style")
+    wait_text(page, "styles_table", "Watercolor")
     screenshot(page, "prompts")
     open_tab(page, "txt2img")
     type_into(page, "txt2img_prompt", "a harbour")
@@ -187,7 +252,8 @@ def test_styles_create_and_apply(page):
     choose(page, "txt2img_styles", "Watercolor")
     page.locator("#txt2img_apply_styles").click()
     page.wait_for_function(
-        "() => document.querySelector('#txt2img_prompt textarea').value === 'a harbour, watercolor painting, soft edges'")
+        "() => document.querySelector('#txt2img_prompt textarea').value"
+        " === 'a harbour, watercolor painting, soft edges'")
     assert text_value(page, "txt2img_neg_prompt") == "photo"
 
 
@@ -197,10 +263,10 @@ def test_wildcards_browse_edit_preview(page, app):
     page.wait_for_function("() => /fox/.test(document.querySelector('#wildcards_content textarea').value)")
     type_into(page, "wildcards_new_name", "colors")
     page.locator("#wildcards_create").click()
-    page.wait_for_selector("#wildcards_message >> text=Created __colors__")
+    wait_text(page, "wildcards_message", "Created __colors__")
     type_into(page, "wildcards_content", "red\ngreen\nblue")
     page.locator("#wildcards_save").click()
-    page.wait_for_selector("#wildcards_message >> text=Saved __colors__")
+    wait_text(page, "wildcards_message", "Saved __colors__")
     assert (Path(app.data_dir) / "models" / "wildcards" / "colors.txt").read_text().split() == ["red", "green", "blue"]
     type_into(page, "wildcards_template", "a __colors__ __animals__")
     page.locator("#wildcards_preview").click()
@@ -210,22 +276,35 @@ def test_wildcards_browse_edit_preview(page, app):
 
 
 def test_models_history_settings_tabs(page, app):
+    generate_txt2img(page, "for the history", seed=7007, steps=2)
     open_tab(page, "Models")
-    page.wait_for_selector("#models_table >> text=tiny-sd1.safetensors")
-    page.wait_for_selector("#models_table >> text=active")
-    assert page.locator("#models_table >> text=SD 1.x").count() >= 2
+    wait_text(page, "models_table", "tiny-sd1.safetensors")
+    wait_text(page, "models_table", "active")
+    assert page.locator("#models_table").inner_text().count("SD 1.x") >= 2
     screenshot(page, "models")
     open_tab(page, "History")
     page.wait_for_selector("#history_gallery img")
     page.locator("#history_gallery button.thumbnail-item").first.click()
     page.wait_for_function("() => /Steps: /.test(document.querySelector('#history_infotext textarea').value)")
+    assert "for the history" in text_value(page, "history_infotext")  # newest first
     screenshot(page, "history")
     open_tab(page, "Settings")
     set_number(page, "settings_steps", 9)
     page.locator("#settings_save").click()
-    page.wait_for_selector("#settings_message >> text=Saved to")
+    wait_text(page, "settings_message", "Saved to")
     assert "default_steps: 9" in (Path(app.data_dir) / "config.yaml").read_text()
     screenshot(page, "settings")
+
+
+def test_extensions_tab_and_extension_tab(page):
+    open_tab(page, "Greeter")
+    wait_text(page, "greeter_text", "hello from the greeter extension")
+    open_tab(page, "Extensions")
+    wait_text(page, "extensions_table", "greeter")
+    choose(page, "extensions_pick", "greeter")
+    wait_text(page, "extensions_settings", "Greeting shown in the tab")
+    assert page.locator("#extensions_enabled input").is_checked()
+    screenshot(page, "extensions")
 
 
 def test_queue_position_and_full_message(page, app):
@@ -259,7 +338,7 @@ def test_queue_position_and_full_message(page, app):
     threads = api_jobs(3)  # one running, two waiting: full
     time.sleep(0.5)
     page.locator("#txt2img_generate").click()
-    status = wait_status(page, "txt2img", r"Queue full", timeout=30_000)
+    status = wait_status(page, "txt2img", r"queue is full", timeout=30_000)
     assert "try again later" in status
     screenshot(page, "txt2img-queue-full")
     for t in threads:
@@ -302,6 +381,7 @@ def test_auth_asks_for_login_and_api_refuses(browser, tmp_path_factory, tiny_fil
         pg.locator("input[type=password]").fill("wrong")
         pg.locator("button", has_text="Login").click()
         pg.wait_for_selector("text=Incorrect", timeout=15_000)
+        pg.locator("input[type=text], input:not([type])").first.fill("alice")
         pg.locator("input[type=password]").fill("wonder1")
         pg.locator("button", has_text="Login").click()
         pg.wait_for_selector("#txt2img_generate", timeout=60_000)

@@ -268,27 +268,52 @@ def encode_dataset(vae, n, rng, batch=64, invert=False, shape_list=shapes.SHAPES
 # Stage 2: UNet + text encoder (the diffusion model itself)
 # --------------------------------------------------------------------------
 
+def sample_timesteps(b, generator, n_train=1000, high_frac=0.0, high_start=700):
+    """Uniform timesteps; with ``high_frac`` > 0 that fraction of the batch is
+    drawn from [high_start, n_train) instead.  The very noisy steps are where
+    the layout and colours are decided (and where a sampler such as Euler a
+    starts), so they deserve extra practice."""
+    t = torch.randint(0, n_train, (b,), generator=generator)
+    n_high = int(round(high_frac * b))
+    if n_high:
+        t[:n_high] = torch.randint(high_start, n_train, (n_high,), generator=generator)
+    return t
+
+
 def diffusion_loss(unet, text_encoder, scheduler, latents, input_ids, generator,
-                   offset_noise=0.1):
+                   offset_noise=0.1, min_snr_gamma=None, high_frac=0.0):
     """The standard epsilon-prediction objective.
 
     Pick a random timestep t per image, mix the clean latent with noise
     (x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps) and ask the UNet for eps.
     A little "offset noise" (a per-channel constant) lets the model change the
     overall colour of an image, which matters for flat backgrounds.
+
+    ``min_snr_gamma`` (Hang et al. 2023, "Min-SNR weighting"): weigh each
+    image's loss by min(SNR_t, gamma) / SNR_t.  Plain epsilon-MSE spends most
+    of its effort on the nearly clean (high-SNR) steps, which only polish
+    details; this evens the effort out across noise levels.
     """
     b = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator)
     noise = noise + offset_noise * torch.randn((b, latents.shape[1], 1, 1), generator=generator)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator)
+    t = sample_timesteps(b, generator, scheduler.config.num_train_timesteps, high_frac)
     noisy = scheduler.add_noise(latents, noise, t)
     cond = text_encoder(input_ids).last_hidden_state
     pred = unet(noisy, t, cond).sample
-    return F.mse_loss(pred, noise)
+    if min_snr_gamma is None:
+        return F.mse_loss(pred, noise)
+    abar = scheduler.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    weight = torch.clamp(snr, max=min_snr_gamma) / snr
+    per_image = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+    return (weight * per_image).mean()
 
 
 def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
-               generator, batch=32, lr=4e-4, drop=0.1):
+               generator, batch=32, lr=5e-4, drop=0.1, warmup=100):
+    # One AdamW for both: the text encoder starts from scratch, so it needs
+    # the same (high) learning rate as the UNet to learn anything useful.
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     unet.train()
@@ -296,12 +321,13 @@ def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
     bar = tqdm(range(steps), desc="unet+te", dynamic_ncols=True)
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr)
+            g["lr"] = lr_at(step, steps, lr, warmup=warmup)
         idx = [rng.randrange(len(samples)) for _ in range(batch)]
         # Caption dropout: an empty prompt teaches the unconditional model (CFG).
         captions = ["" if rng.random() < drop else shapes.caption(samples[i], rng) for i in idx]
         loss = diffusion_loss(unet, text_encoder, scheduler, latents[idx],
-                              tokenize(tokenizer, captions), generator)
+                              tokenize(tokenizer, captions), generator,
+                              min_snr_gamma=5.0, high_frac=0.3)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -505,6 +531,10 @@ def main(argv=None):
     p.add_argument("--embedding-steps", type=int, default=150)
     p.add_argument("--cache-size", type=int, default=4096, help="encoded training images")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--unet-lr", type=float, default=5e-4, help="UNet and text encoder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unet stage from --work-dir's unet/ and text_encoder/ "
+                        "(and its scaling.txt) instead of starting from scratch")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--stages", default="vae,unet,lora,embedding",
                    help="comma list; a skipped stage is loaded from --work-dir")
@@ -527,8 +557,8 @@ def main(argv=None):
     if timings_path.exists():
         times.update(json.loads(timings_path.read_text()))
 
-    def log_time(stage, t0):
-        times[stage] = time.time() - t0
+    def log_time(stage, t0, add=False):
+        times[stage] = (times.get(stage, 0.0) if add else 0.0) + time.time() - t0
         timings_path.write_text(json.dumps(times, indent=2))
         tqdm.write(f"[time] {stage}: {times[stage]:.1f} s")
 
@@ -549,16 +579,25 @@ def main(argv=None):
     # ---- 2. UNet + text encoder
     if "unet" in stages:
         t0 = time.time()
+        if args.resume:  # continue from the saved modules; the time adds up
+            unet = UNet2DConditionModel.from_pretrained(work / "unet")
+            text_encoder = CLIPTextModel.from_pretrained(work / "text_encoder")
+            rngs["unet"] = random.Random(f"{args.seed}-unet-resume")
         samples, raw = encode_dataset(vae, args.cache_size, rngs["unet"])
-        # Scale the latents to unit variance (SD uses 0.18215 for its own VAE).
-        scaling = float(1.0 / raw.std())
+        # Scale the latents to unit variance (SD uses 0.18215 for its own VAE);
+        # a resumed run keeps the factor the model was trained with.
+        if args.resume:
+            scaling = float((work / "scaling.txt").read_text())
+        else:
+            scaling = float(1.0 / raw.std())
         latents = raw * scaling
         train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents,
-                   args.unet_steps, rngs["unet"], gens["unet"], batch=args.batch)
+                   args.unet_steps, rngs["unet"], gens["unet"], batch=args.batch,
+                   lr=args.unet_lr, warmup=20 if args.resume else 100)
         unet.save_pretrained(work / "unet")
         text_encoder.save_pretrained(work / "text_encoder")
         (work / "scaling.txt").write_text(f"{scaling}\n")
-        log_time("unet", t0)
+        log_time("unet", t0, add=args.resume)
     else:
         unet = UNet2DConditionModel.from_pretrained(work / "unet")
         text_encoder = CLIPTextModel.from_pretrained(work / "text_encoder")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui.ui import (header as header_mod, history_tab, img2img, lora_tab, models_tab, pnginfo_tab, settings_tab,
-                      styles_tab, txt2img, wildcards_tab)
+from webui.ui import (extensions_tab, header as header_mod, history_tab, img2img, lora_tab, models_tab, pnginfo_tab,
+                      settings_tab, styles_tab, txt2img, wildcards_tab)
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel, record_image
 
@@ -30,7 +30,7 @@ CSS = """
 .ls-tokens { position: absolute !important; top: 8px; right: 12px; z-index: 5; width: auto !important; font-size: 0.8em;
              padding: 0 6px; border-radius: 4px; background: var(--block-background-fill); opacity: 0.8;
              font-variant-numeric: tabular-nums; pointer-events: none; }
-.ls-tokens.ls-over { color: var(--color-accent); opacity: 1; }
+.ls-tokens .ls-over { color: var(--color-accent); font-weight: 600; }
 .ls-actions { gap: 8px !important; }
 .ls-actions button.lg { min-height: 72px; font-size: 1.15em; }
 .ls-tight { gap: 8px !important; }
@@ -49,8 +49,15 @@ CSS = """
 .ls-loading { color: #d97706; }
 .ls-muted, .ls-hint { color: var(--body-text-color-subdued); font-size: 0.88em; }
 .ls-notice { padding: 8px 12px; border: 1px solid #d97706; border-radius: 6px; background: #fffbeb; color: #92400e; }
-.ls-kv th { text-align: left; padding-right: 12px; white-space: nowrap; vertical-align: top; }
+.ls-kv { border-collapse: collapse; font-size: 0.9em; width: 100%; }
+.ls-kv th, .ls-kv td { border: none !important; border-bottom: 1px solid var(--border-color-primary) !important;
+                       padding: 4px 6px !important; vertical-align: top; }
+.ls-kv th { text-align: left; white-space: nowrap; font-weight: 600; }
 .ls-kv td { word-break: break-word; }
+.ls-align-end { align-items: flex-end !important; }
+.ls-inline-btn { align-self: flex-end !important; flex-grow: 0 !important; min-height: 40px; max-height: 44px;
+                 margin-bottom: 4px; white-space: nowrap; }
+.ls-preview img { width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: pixelated; }
 .ls-file-list .wrap { flex-direction: column; align-items: stretch; max-height: 420px; overflow-y: auto; }
 """
 
@@ -79,6 +86,8 @@ def build_ui(ctx: UiContext) -> gr.Blocks:
             models_tab.build(ctx, header)
             pnginfo_tab.build(ctx, panels, tabs)
             history_tab.build(ctx, panels, tabs)
+            extensions_tab.build_extension_tabs(ctx)
+            extensions_tab.build(ctx)
             settings_tab.build(ctx, panels)
         _wire(ctx, header, panels, tabs, target)
     return demo
@@ -88,33 +97,45 @@ def _wire(ctx: UiContext, header, panels: dict[str, GenerationPanel], tabs: gr.T
     sizes = [c for p in panels.values() for c in (p.width, p.height)]
     private = dict(api_visibility="private")
     header.timer.tick(header.tick, [header.native, *sizes],
-                      [header.checkpoint, header.model_status, header.native, header.timer, *sizes],
+                      [header.checkpoint, header.model_status, header.message, header.native, header.timer, *sizes],
                       show_progress="hidden", **private)
     header.checkpoint.input(header.switch, [header.checkpoint, header.native, *sizes],
-                            [header.checkpoint, header.model_status, header.native, *sizes],
+                            [header.checkpoint, header.model_status, header.message, header.native, *sizes],
                             show_progress="hidden", concurrency_limit=None, **private)
-    header.refresh_btn.click(header.refresh, None, [header.checkpoint, header.model_status], **private)
-    if header.vae.interactive:
-        header.vae.input(header.select_vae, header.vae, header.model_status, **private)
+    header.refresh_btn.click(header.refresh, None, [header.checkpoint, header.model_status, header.vae], **private)
+    # a generation may have loaded a checkpoint (after "Unload all", or one named in a request)
+    for panel in panels.values():
+        for event in panel.generate_events:
+            event.then(header.current, None, [header.checkpoint, header.model_status], show_progress="hidden",
+                       queue=False, **private)
+    header.vae.input(header.select_vae, header.vae, [header.vae, header.message], concurrency_limit=None, **private)
 
     i2i, t2i = panels["img2img"], panels["txt2img"]
 
-    def send_to_img2img(records, selected):
+    def chosen(records, selected):
         if not records:
-            return [*[gr.skip()] * len(i2i.fields), gr.skip(), gr.skip()]
-        idx = selected if isinstance(selected, int) and 0 <= selected < len(records) else 0
-        rec = records[idx]
+            return None
+        return records[selected if isinstance(selected, int) and 0 <= selected < len(records) else 0]
+
+    def send_to_img2img(records, selected):
+        rec = chosen(records, selected)
+        if rec is None:
+            return [*[gr.skip()] * len(i2i.paste_outputs()), gr.skip(), gr.skip()]
         image = record_image(rec)
         editor = {"background": image, "layers": [], "composite": image}
         return [*i2i.paste_values(rec["infotext"]), editor, gr.Tabs(selected="img2img")]
 
+    def send_to_txt2img(records, selected):
+        rec = chosen(records, selected)
+        if rec is None:
+            return [*[gr.skip()] * len(t2i.paste_outputs()), gr.skip()]
+        return [*t2i.paste_values(rec["infotext"]), gr.Tabs(selected="txt2img")]
+
     for panel in panels.values():
         panel.send_img2img_btn.click(send_to_img2img, [panel.records, panel.selected],
                                      [*i2i.paste_outputs(), i2i.init_editor, tabs], **private)
-    i2i.send_txt2img_btn.click(
-        lambda records, selected: [*t2i.paste_values(records[selected if 0 <= (selected or 0) < len(records) else 0]
-                                                     ["infotext"] if records else None), gr.Tabs(selected="txt2img")],
-        [i2i.records, i2i.selected], [*t2i.paste_outputs(), tabs], **private)
+    i2i.send_txt2img_btn.click(send_to_txt2img, [i2i.records, i2i.selected], [*t2i.paste_outputs(), tabs],
+                               **private)
 
     # the LoRA tab inserts into the prompt box focused last
     for label, box in (("txt2img prompt", t2i.prompt), ("txt2img negative", t2i.negative),

@@ -26,6 +26,7 @@ class LoadStatus:
 class UiContext:
     engine: Engine
     notice: str | None = None  # e.g. "settings file was corrupt, moved aside"
+    exposed: bool = False  # --listen / --share: reachable from other machines (no installing from URLs)
     status: LoadStatus = field(default_factory=LoadStatus)
     jobs: dict[int, Job] = field(default_factory=dict)  # job id -> job, while it runs (for Interrupt / Skip)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -38,8 +39,9 @@ class UiContext:
         self.tokens = TokenCounter(self.engine)
 
     # ---- checkpoint loading (never blocks a page) ----------------------------------------------------
-    def load_checkpoint(self, query: str | None) -> None:
-        """Load through the engine's queue; failures are kept in `status.error` (the old model stays)."""
+    def load_checkpoint(self, query: str | None) -> str | None:
+        """Load through the engine's queue. Returns the error message, if any (the old model stays); it is also kept
+        in `status.error`, which every page shows while no model is loaded at all."""
         with self._lock:
             self.status = LoadStatus(busy=True, target=query or "default")
         try:
@@ -50,6 +52,11 @@ class UiContext:
             error = str(exc)
         with self._lock:
             self.status = LoadStatus(busy=False, target=query or "default", error=error)
+        return error
+
+    def begin_load(self, query: str | None) -> None:
+        with self._lock:
+            self.status = LoadStatus(busy=True, target=query or "default")
 
     def load_in_background(self, query: str | None = None) -> threading.Thread:
         with self._lock:

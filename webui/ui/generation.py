@@ -24,6 +24,7 @@ from webui.ui.context import UiContext, engine_applies_styles
 from webui.ui.params import fields_from_infotext
 
 POLL_SECONDS = 0.3
+ZERO_TOKENS = '<span class="ls-count">0/75</span>'
 DEFAULT_SIZE = 512
 
 
@@ -113,13 +114,13 @@ class GenerationPanel:
                 with gr.Group(elem_classes="ls-prompt-group"):
                     self.prompt = gr.Textbox(label="Prompt", lines=3, max_lines=12, elem_id=f"{m}_prompt",
                                              placeholder="Prompt (Ctrl+Enter to generate)")
-                    self.prompt_tokens = gr.HTML("0/75", elem_id=f"{m}_prompt_tokens", elem_classes="ls-tokens",
+                    self.prompt_tokens = gr.HTML(ZERO_TOKENS, elem_id=f"{m}_prompt_tokens", elem_classes="ls-tokens",
                                                  js_on_load=None)
                 with gr.Group(elem_classes="ls-prompt-group"):
                     self.negative = gr.Textbox(label="Negative prompt", lines=2, max_lines=8, elem_id=f"{m}_neg_prompt",
                                                placeholder="Negative prompt")
-                    self.negative_tokens = gr.HTML("0/75", elem_id=f"{m}_neg_prompt_tokens", elem_classes="ls-tokens",
-                                                   js_on_load=None)
+                    self.negative_tokens = gr.HTML(ZERO_TOKENS, elem_id=f"{m}_neg_prompt_tokens",
+                                                   elem_classes="ls-tokens", js_on_load=None)
             with gr.Column(scale=2, min_width=240, elem_classes="ls-actions"):
                 self.generate_btn = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{m}_generate")
                 with gr.Row(elem_classes="ls-tight"):
@@ -134,7 +135,8 @@ class GenerationPanel:
                     self.init_editor = gr.ImageEditor(
                         label="Image (draw on it to inpaint only there)", type="pil", elem_id="img2img_image",
                         sources=["upload", "clipboard"], height=380, layers=False, format="png",
-                        brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"),
+                        # a see-through white brush: the drawn area is repainted, the rest is kept
+                        brush=gr.Brush(colors=[("#ffffff", 0.6)], default_color=("#ffffff", 0.6), color_mode="fixed"),
                         transforms=(),
                     )
                     self.resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
@@ -144,7 +146,8 @@ class GenerationPanel:
                                                elem_id=f"{m}_sampler")
                     self.scheduler = gr.Dropdown(schedule_names(), value=s.default_scheduler, label="Schedule type",
                                                  elem_id=f"{m}_scheduler")
-                self.steps = gr.Slider(1, 150, value=s.default_steps, step=1, label="Sampling steps", elem_id=f"{m}_steps")
+                self.steps = gr.Slider(1, 150, value=s.default_steps, step=1, label="Sampling steps",
+                                       elem_id=f"{m}_steps")
                 with gr.Row(elem_classes="ls-tight"):
                     self.width = gr.Slider(64, s.max_image_side, value=DEFAULT_SIZE, step=8, label="Width",
                                            elem_id=f"{m}_width")
@@ -153,14 +156,16 @@ class GenerationPanel:
                 with gr.Row(elem_classes="ls-tight"):
                     self.n_iter = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{m}_batch_count")
                     self.batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{m}_batch_size")
-                self.cfg = gr.Slider(1, 30, value=s.default_cfg_scale, step=0.5, label="CFG scale", elem_id=f"{m}_cfg_scale")
+                self.cfg = gr.Slider(1, 30, value=s.default_cfg_scale, step=0.5, label="CFG scale",
+                                     elem_id=f"{m}_cfg_scale")
                 if m == "img2img":
                     self.denoising = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                elem_id="img2img_denoising_strength")
                 with gr.Row(elem_classes="ls-seed-row"):
                     self.seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id=f"{m}_seed",
                                           scale=4, min_width=120)
-                    self.random_seed_btn = gr.Button("⚄", size="sm", elem_id=f"{m}_random_seed", scale=0, min_width=44)
+                    self.random_seed_btn = gr.Button("⚄", size="sm", elem_id=f"{m}_random_seed", scale=0,
+                                                     min_width=44)
                     self.reuse_seed_btn = gr.Button("♻", size="sm", elem_id=f"{m}_reuse_seed", scale=0, min_width=44)
                 with gr.Accordion("Variation seed", open=False, elem_id=f"{m}_variation") as self.variation:
                     with gr.Row(elem_classes="ls-tight"):
@@ -171,9 +176,10 @@ class GenerationPanel:
             with gr.Column(scale=1, min_width=360, elem_classes="ls-results"):
                 self.status = gr.HTML(status_html("Ready"), elem_id=f"{m}_status", js_on_load=None)
                 self.preview = gr.Image(label="Live preview", visible=False, interactive=False, format="png",
-                                        elem_id=f"{m}_preview", height=320)
-                self.gallery = gr.Gallery(label="Results", format="png", columns=2, height=420, object_fit="contain",
-                                          elem_id=f"{m}_gallery", interactive=False, preview=False,
+                                        elem_id=f"{m}_preview", elem_classes="ls-preview", height=420,
+                                        buttons=[])
+                self.gallery = gr.Gallery(label="Results", format="png", columns=4, height=460, object_fit="contain",
+                                          elem_id=f"{m}_gallery", interactive=False, preview=True,
                                           buttons=["download", "fullscreen"])
                 with gr.Row(elem_classes="ls-tight"):
                     self.send_img2img_btn = gr.Button("Send to img2img", size="sm", elem_id=f"{m}_send_to_img2img")
@@ -199,7 +205,7 @@ class GenerationPanel:
     def _wire(self) -> None:
         ctx = self.ctx
         for box, counter in ((self.prompt, self.prompt_tokens), (self.negative, self.negative_tokens)):
-            box.change(lambda text, steps: ctx.tokens.label(text, steps), [box, self.steps], counter,
+            box.change(lambda text, steps: ctx.tokens.html(text, steps), [box, self.steps], counter,
                        queue=False, show_progress="hidden", trigger_mode="always_last", api_visibility="private")
         inputs = {self.prompt, self.negative, self.styles, self.sampler, self.scheduler, self.steps, self.width,
                   self.height, self.n_iter, self.batch_size, self.cfg, self.seed, self.subseed, self.subseed_strength,
@@ -207,9 +213,11 @@ class GenerationPanel:
         if self.mode == "img2img":
             inputs |= {self.init_editor, self.resize_mode, self.denoising}
         outputs = [self.status, self.preview, self.gallery, self.infotext, self.records, self.selected, self.job_id]
-        for trigger in (self.generate_btn.click, self.prompt.submit):
+        self.generate_events = [
             trigger(self.run, inputs, outputs, show_progress="hidden", concurrency_limit=None,
                     api_visibility="private")
+            for trigger in (self.generate_btn.click, self.prompt.submit)
+        ]
         self.interrupt_btn.click(lambda jid: status_html(ctx.interrupt(jid), "warn"), self.job_id, self.status,
                                  queue=False, show_progress="hidden", api_visibility="private")
         self.skip_btn.click(lambda jid: status_html(ctx.skip(jid), "warn"), self.job_id, self.status,
@@ -286,7 +294,7 @@ class GenerationPanel:
             req = self.make_request(data)
             job = engine.submit(req)
         except QueueFullError as exc:
-            yield {self.status: status_html(f"Queue full: {exc}", "error")}
+            yield {self.status: status_html(str(exc), "error")}
             return
         except (UserError, RequestError, SamplerError, CheckpointLoadError, ValueError) as exc:
             yield {self.status: status_html(str(exc), "error")}
@@ -305,6 +313,8 @@ class GenerationPanel:
                 st = job.state
                 out = {self.status: status_html(self._queue_text(job), "info", st.progress)}
                 if st.preview is not None and st.preview_step != shown_step:
+                    if shown_step < 0:  # the preview takes the gallery's place while sampling
+                        out[self.gallery] = gr.update(visible=False)
                     shown_step = st.preview_step
                     out[self.preview] = gr.update(value=st.preview, visible=True)
                 yield out
@@ -313,7 +323,7 @@ class GenerationPanel:
             return
         except Exception as exc:  # the job failed in the worker (bad checkpoint, out of memory ...)
             yield {self.status: status_html(f"Failed: {exc}", "error"), self.job_id: None,
-                   self.preview: gr.update(visible=False)}
+                   self.preview: gr.update(visible=False), self.gallery: gr.update(visible=True)}
             return
         finally:
             ctx.forget(job)
@@ -355,7 +365,7 @@ class GenerationPanel:
         return {
             self.status: status_html(msg, kind, 1.0 if not result.interrupted else None),
             self.preview: gr.update(visible=False, value=None),
-            self.gallery: items,
+            self.gallery: gr.update(value=items, visible=True, selected_index=0 if items else None),
             self.infotext: records[0]["infotext"] if records else "",
             self.records: records,
             self.selected: 0,

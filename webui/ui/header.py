@@ -7,22 +7,19 @@ native size follow the new model's native size.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import gradio as gr
 
 from webui.ui.context import UiContext
 from webui.ui.generation import DEFAULT_SIZE
 
-VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
+def vae_choices(engine, refresh: bool = False) -> list[str]:
+    """A1111's "SD VAE" choices: Automatic (the checkpoint's own, or a matching name.vae.* file), None, files."""
+    return ["Automatic", "None", *(v.name for v in engine.list_vaes(refresh=refresh))]
 
 
-def vae_files(ctx: UiContext) -> list[str]:
-    names = []
-    for folder in ctx.engine.settings.vae_search_dirs:
-        if Path(folder).is_dir():
-            names += sorted(p.name for p in Path(folder).rglob("*") if p.suffix.lower() in VAE_SUFFIXES)
-    return names
+def vae_choice(engine) -> str:
+    return getattr(getattr(engine, "networks", None), "vae_choice", None) or "Automatic"
 
 
 class Header:
@@ -31,16 +28,17 @@ class Header:
 
     def build(self) -> "Header":
         engine = self.ctx.engine
-        supports_vae = callable(getattr(engine, "select_vae", None))
         with gr.Row(elem_classes="ls-header", equal_height=True):
             self.checkpoint = gr.Dropdown(self.titles(), value=self.active_title(), label="Stable Diffusion checkpoint",
                                           elem_id="checkpoint_dropdown", scale=5, min_width=280, interactive=True)
             self.refresh_btn = gr.Button("↻", elem_id="checkpoint_refresh", scale=0, min_width=48,
                                          elem_classes="ls-icon-btn")
-            self.vae = gr.Dropdown(["Automatic", "None", *vae_files(self.ctx)], value="Automatic", label="SD VAE",
-                                   elem_id="vae_dropdown", scale=3, min_width=200, interactive=supports_vae)
+            self.vae = gr.Dropdown(vae_choices(engine), value=vae_choice(engine), label="SD VAE",
+                                   elem_id="vae_dropdown", scale=3, min_width=200)
             with gr.Column(scale=3, min_width=240, elem_classes="ls-model-status"):
                 self.model_status = gr.HTML(self.status_html(), elem_id="model_status", js_on_load=None)
+        self.message = gr.HTML(self.message_html(), elem_id="header_message", js_on_load=None,
+                               visible=bool(self.message_html()))
         self.timer = gr.Timer(1.0, active=True)
         self.native = gr.State(None)  # native size applied to the width/height fields so far
         if self.ctx.notice:
@@ -57,19 +55,33 @@ class Header:
         return model.title if model is not None else None
 
     def status_html(self) -> str:
+        """One short line: loading, or the active model's family and native size."""
         st = self.ctx.status
         model = self.ctx.engine.models.active
         if st.busy:
             what = "the default checkpoint" if st.target == "default" else st.target
             return f'<span class="ls-loading">Loading {html.escape(str(what))}…</span>'
-        if st.error:
-            return f'<span class="ls-error-text">{html.escape(st.error)}</span>'
         if model is None:
-            return '<span class="ls-muted">No checkpoint loaded</span>'
+            return '<span class="ls-error-text">No checkpoint loaded</span>'
         w, h = model.spec.native_size
         dev = self.ctx.engine.device.describe().split(",")[0]
         return (f'<span class="ls-ok-text">{html.escape(model.spec.label)} · native {w}x{h} · '
                 f'{html.escape(dev)}</span>')
+
+    def message_html(self, error: str | None = None) -> str:
+        """A load error, full width under the header: shown to the page that asked for the load, and to every
+        page while no model is loaded at all (e.g. no checkpoint found at start)."""
+        model = self.ctx.engine.models.active
+        if error is None and model is None and not self.ctx.status.busy:
+            error = self.ctx.status.error
+        if not error:
+            return ""
+        still = f" Still using {html.escape(model.title)}." if model is not None else ""
+        return f'<div class="ls-status ls-error">{html.escape(error)}{still}</div>'
+
+    def message_update(self, error: str | None = None):
+        text = self.message_html(error)
+        return gr.update(value=text, visible=bool(text))
 
     def native_size(self) -> tuple[int, int] | None:
         model = self.ctx.engine.models.active
@@ -94,27 +106,35 @@ class Header:
         native, size_updates = self.follow_native(native, list(sizes))
         done = not st.busy
         dropdown = gr.update(choices=self.titles(), value=self.active_title()) if done else gr.skip()
-        return [dropdown, self.status_html(), native, gr.Timer(active=not done), *size_updates]
+        return [dropdown, self.status_html(), self.message_update() if done else gr.skip(), native,
+                gr.Timer(active=not done), *size_updates]
 
     def switch(self, title, native, *sizes):
         """Dropdown choice: load it (progress in the status line), then show what is active."""
         if not title or title == self.active_title():
-            yield [gr.skip(), self.status_html(), native, *[gr.skip()] * len(sizes)]
+            yield [gr.skip(), self.status_html(), gr.skip(), native, *[gr.skip()] * len(sizes)]
             return
-        self.ctx.status.busy = True
-        self.ctx.status.target = title
-        yield [gr.skip(), self.status_html(), native, *[gr.skip()] * len(sizes)]
-        self.ctx.load_checkpoint(title)
+        self.ctx.begin_load(title)
+        yield [gr.skip(), self.status_html(), gr.update(value="", visible=False), native, *[gr.skip()] * len(sizes)]
+        error = self.ctx.load_checkpoint(title)
         native, size_updates = self.follow_native(native, list(sizes))
-        yield [gr.update(choices=self.titles(), value=self.active_title()), self.status_html(), native, *size_updates]
+        yield [gr.update(choices=self.titles(), value=self.active_title()), self.status_html(),
+               self.message_update(error), native, *size_updates]
+
+    def current(self):
+        return gr.update(choices=self.titles(), value=self.active_title()), self.status_html()
 
     def refresh(self):
-        return gr.update(choices=self.titles(refresh=True), value=self.active_title()), self.status_html()
+        """↻: rescan checkpoint and VAE folders."""
+        engine = self.ctx.engine
+        return (gr.update(choices=self.titles(refresh=True), value=self.active_title()), self.status_html(),
+                gr.update(choices=vae_choices(engine, refresh=True), value=vae_choice(engine)))
 
     def select_vae(self, name):
+        """Applies to the active model now (through the queue) and to later jobs; an error keeps the old VAE."""
         engine = self.ctx.engine
         try:
-            engine.select_vae(None if name == "Automatic" else name)
-        except Exception as exc:  # noqa: BLE001
-            return f'<span class="ls-error-text">{html.escape(str(exc))}</span>'
-        return self.status_html()
+            engine.select_vae(name or "Automatic")
+        except Exception as exc:  # noqa: BLE001 - NetworkError for an unknown name, a broken file ...
+            return gr.update(value=vae_choice(engine)), self.message_update(f"VAE {name!r}: {exc}")
+        return gr.update(value=vae_choice(engine)), self.message_update()

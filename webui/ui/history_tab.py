@@ -1,6 +1,7 @@
 """History tab: saved outputs by date, newest first, with their parameters; send them to txt2img / img2img."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import gradio as gr
@@ -32,15 +33,17 @@ def list_files(root: Path, mode: str, day: str) -> list[Path]:
 
 def build(ctx: UiContext, panels: dict[str, GenerationPanel], tabs: gr.Tabs) -> None:
     with gr.Tab("History", id="history", elem_id="tab_history") as tab:
-        with gr.Row(equal_height=True, elem_classes="ls-tight"):
+        with gr.Row(elem_classes="ls-tight ls-align-end"):
             mode = gr.Radio(MODES, value="All", label="Mode", elem_id="history_mode", scale=2, min_width=260)
             day = gr.Dropdown([ALL_DATES], value=ALL_DATES, label="Date", elem_id="history_date", scale=2,
                               min_width=200)
-            refresh_btn = gr.Button("↻ Refresh", elem_id="history_refresh", scale=0, min_width=110)
+            refresh_btn = gr.Button("↻ Refresh", size="md", elem_id="history_refresh", scale=0, min_width=110,
+                                    elem_classes="ls-inline-btn")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
                 gallery = gr.Gallery(label="Saved images", columns=5, height=520, allow_preview=True, preview=False,
-                                     elem_id="history_gallery", format="png", interactive=False, object_fit="contain")
+                                     elem_id="history_gallery", format="png", interactive=False, object_fit="contain",
+                                     buttons=["download", "fullscreen"])
             with gr.Column(scale=2, min_width=300):
                 path_box = gr.Textbox(label="File", interactive=False, elem_id="history_path")
                 info = gr.Textbox(label="Parameters", lines=8, max_lines=20, interactive=False,
@@ -58,7 +61,8 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel], tabs: gr.Tabs) -> 
         d = d if d in ds else ALL_DATES
         files = list_files(root(), m, d)
         items = [(str(p), p.name) for p in files]
-        note = f'<div class="ls-hint">{len(files)} image(s){" (newest " + str(LIMIT) + ")" if len(files) >= LIMIT else ""} in {root()}</div>'
+        more = f" (the newest {LIMIT})" if len(files) >= LIMIT else ""
+        note = f'<div class="ls-hint">{len(files)} image(s){more} in {html.escape(str(root()))}</div>'
         return items, [str(p) for p in files], gr.update(choices=[ALL_DATES, *ds], value=d), note, "", ""
 
     def select(files, evt: gr.SelectData):

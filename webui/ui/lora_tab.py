@@ -1,15 +1,9 @@
-"""LoRA tab: cards (preview, name, base model, trigger words) for the files in the LoRA folders; clicking a card
-inserts `<lora:name:1>` into the prompt chosen under "Insert into" (the prompt box last focused).
-
-Until the engine has a LoRA registry, the files are found here: *.safetensors in settings.lora_search_dirs, with
-the kohya-ss metadata from the safetensors header (ss_output_name, ss_base_model_version, ss_tag_frequency) and a
-preview image next to the file (name.preview.png / name.png / .jpg / .webp).
-"""
+"""LoRA tab: cards (preview, name, base model, trigger words) for the engine's LoRA library (models/Lora,
+models/LyCORIS, --lora-dir); clicking a card inserts `<lora:name:1>` (or its preferred weight) into the prompt chosen
+under "Insert into" (the prompt box focused last)."""
 from __future__ import annotations
 
 import html
-import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,113 +13,40 @@ from PIL import Image, ImageDraw, ImageFont
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel
 
-LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
-PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".png", ".jpg", ".jpeg", ".webp")
-MAX_HEADER = 100 * 1024 * 1024
 TARGETS = ["txt2img prompt", "txt2img negative", "img2img prompt", "img2img negative"]
-
-BASE_LABELS = {
-    "sd_v1": "SD 1.x", "sd_v2": "SD 2.x", "sd_v2_768_v": "SD 2.x 768-v", "sdxl_base_v0-9": "SDXL",
-    "sdxl_base_v1-0": "SDXL", "sd_v1_5": "SD 1.x",
-}
+VERSION_LABELS = {"SD1": "SD 1.x", "SD2": "SD 2.x", "SDXL": "SDXL"}
 
 
 @dataclass
 class LoraCard:
-    name: str  # what goes into <lora:name:1>: the file name without extension (as A1111)
+    name: str  # what goes into <lora:name:w>: the file name without extension (as A1111)
     path: Path
-    alias: str = ""  # ss_output_name
+    alias: str = ""
     base_model: str = "unknown"
     trigger_words: list[str] = field(default_factory=list)
     preview: Path | None = None
-    metadata: dict = field(default_factory=dict)
+    weight: float = 1.0
 
     @property
     def tag(self) -> str:
-        return f"<lora:{self.name}:1>"
+        return f"<lora:{self.name}:{self.weight:g}>"
 
 
-def read_safetensors_metadata(path: Path) -> dict:
-    """The `__metadata__` of a safetensors header (strings), {} when there is none or the file is not valid."""
+def card_from_info(info) -> LoraCard:
+    """A card from the engine's LoraInfo (its `.details()`)."""
+    d = info.details()
     try:
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) != 8:
-                return {}
-            (n,) = struct.unpack("<Q", raw)
-            if n <= 0 or n > MAX_HEADER:
-                return {}
-            header = json.loads(f.read(n))
-    except (OSError, ValueError):
-        return {}
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return dict(meta) if isinstance(meta, dict) else {}
+        weight = float(d.get("preferred_weight") or 1.0) or 1.0
+    except (TypeError, ValueError):
+        weight = 1.0
+    return LoraCard(name=d["name"], path=Path(d["path"]), alias=d.get("alias") or "",
+                    base_model=VERSION_LABELS.get(d.get("sd_version"), "unknown"),
+                    trigger_words=list(d.get("trigger_words") or [])[:8],
+                    preview=Path(d["preview"]) if d.get("preview") else None, weight=weight)
 
 
-def _base_model(meta: dict) -> str:
-    v = meta.get("ss_base_model_version") or meta.get("modelspec.architecture") or ""
-    if not v:
-        if meta.get("ss_sd_model_name") or meta.get("ss_network_module"):
-            return "SD 1.x" if meta.get("ss_v2") in (None, "False") else "SD 2.x"
-        return "unknown"
-    if v in BASE_LABELS:
-        return BASE_LABELS[v]
-    low = v.lower()
-    if "xl" in low:
-        return "SDXL"
-    if "v2" in low or "2-" in low:
-        return "SD 2.x"
-    if "v1" in low or "1-" in low:
-        return "SD 1.x"
-    return v
-
-
-def _trigger_words(meta: dict, limit: int = 8) -> list[str]:
-    raw = meta.get("ss_tag_frequency")
-    if not raw:
-        return []
-    try:
-        data = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        return []
-    counts: dict[str, int] = {}
-    if isinstance(data, dict):
-        for tags in data.values():
-            if isinstance(tags, dict):
-                for tag, n in tags.items():
-                    try:
-                        counts[str(tag).strip()] = counts.get(str(tag).strip(), 0) + int(n)
-                    except (TypeError, ValueError):
-                        continue
-    return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if t][:limit]
-
-
-def _preview_for(path: Path) -> Path | None:
-    stem = path.with_suffix("")
-    for suffix in PREVIEW_SUFFIXES:
-        cand = stem.with_name(stem.name + suffix)
-        if cand.is_file():
-            return cand
-    return None
-
-
-def scan_loras(dirs: list[Path]) -> list[LoraCard]:
-    cards: dict[str, LoraCard] = {}
-    for folder in dirs:
-        folder = Path(folder)
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file() or path.suffix.lower() not in LORA_SUFFIXES:
-                continue
-            name = path.stem
-            if name in cards:
-                continue
-            meta = read_safetensors_metadata(path) if path.suffix.lower() == ".safetensors" else {}
-            cards[name] = LoraCard(name=name, path=path, alias=meta.get("ss_output_name", "") or "",
-                                   base_model=_base_model(meta), trigger_words=_trigger_words(meta),
-                                   preview=_preview_for(path), metadata=meta)
-    return sorted(cards.values(), key=lambda c: c.name.lower())
+def list_cards(engine, refresh: bool = False) -> list[LoraCard]:
+    return [card_from_info(i) for i in engine.list_loras(refresh=refresh)]
 
 
 def placeholder(name: str, size: int = 192) -> Image.Image:
@@ -170,7 +91,8 @@ def details_html(card: LoraCard | None) -> str:
     if card is None:
         return '<div class="ls-muted">Click a card to insert it into the prompt.</div>'
     rows = [("Name", card.name), ("Output name", card.alias or "—"), ("Base model", card.base_model),
-            ("Trigger words", ", ".join(card.trigger_words) or "—"), ("File", str(card.path))]
+            ("Inserts", card.tag),
+            ("Trigger words", ", ".join(card.trigger_words) or "—"), ("File", card.path.name)]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f'<table class="ls-kv">{body}</table>'
 
@@ -178,24 +100,28 @@ def details_html(card: LoraCard | None) -> str:
 def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> gr.Radio:
     """Returns the "Insert into" radio (the prompt boxes set it when focused)."""
     dirs = ctx.engine.settings.lora_search_dirs
+    engine = ctx.engine
     with gr.Tab("LoRA", id="lora", elem_id="tab_lora") as tab:
-        with gr.Row(elem_classes="ls-tight", equal_height=True):
-            search = gr.Textbox(placeholder="Search name, base model or trigger word", show_label=False,
-                                elem_id="lora_search", scale=4, min_width=240)
-            target_radio = gr.Radio(TARGETS, value=TARGETS[0], label="Insert into", elem_id="lora_target", scale=4,
+        with gr.Row(elem_classes="ls-tight ls-align-end"):
+            search = gr.Textbox(placeholder="name, base model or trigger word", label="Search",
+                                elem_id="lora_search", scale=3, min_width=220)
+            target_radio = gr.Radio(TARGETS, value=TARGETS[0], label="Insert into", elem_id="lora_target", scale=6,
                                     min_width=300)
-            refresh_btn = gr.Button("↻ Refresh", size="sm", elem_id="lora_refresh", scale=0, min_width=110)
+            refresh_btn = gr.Button("↻ Refresh", size="sm", elem_id="lora_refresh", scale=0, min_width=110,
+                                    elem_classes="ls-inline-btn")
         cards_state = gr.State([])
-        gallery = gr.Gallery(label="LoRA", columns=6, height=480, allow_preview=False, object_fit="cover",
-                             elem_id="lora_gallery", format="png", interactive=False, buttons=[])
-        with gr.Row():
-            details = gr.HTML(details_html(None), elem_id="lora_details", js_on_load=None)
-        empty_note = ", ".join(str(d) for d in dirs[:2])
-        message = gr.HTML(f'<div class="ls-hint">LoRA files go into {html.escape(empty_note)}</div>',
-                          elem_id="lora_message", js_on_load=None)
+        with gr.Row(equal_height=False):
+            gallery = gr.Gallery(label="LoRA", columns=6, height=480, allow_preview=False, object_fit="cover",
+                                 fit_columns=False, elem_id="lora_gallery", format="png", interactive=False,
+                                 buttons=[], scale=3)
+            with gr.Column(scale=1, min_width=260):
+                empty_note = ", ".join(str(d) for d in dirs[:2])
+                message = gr.HTML(f'<div class="ls-hint">LoRA files go into {html.escape(empty_note)}</div>',
+                                  elem_id="lora_message", js_on_load=None)
+                details = gr.HTML(details_html(None), elem_id="lora_details", js_on_load=None)
 
-    def render(query):
-        cards = filter_cards(scan_loras(dirs), query)
+    def render(query, refresh=False):
+        cards = filter_cards(list_cards(engine, refresh), query)
         items = []
         for c in cards:
             caption = f"{c.name} · {c.base_model}"
@@ -209,7 +135,8 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> gr.Radio:
 
     boxes = [panels["txt2img"].prompt, panels["txt2img"].negative, panels["img2img"].prompt, panels["img2img"].negative]
 
-    def pick(cards, where, *prompts, evt: gr.SelectData):
+    def pick(cards, where, p0, p1, p2, p3, evt: gr.SelectData):
+        prompts = (p0, p1, p2, p3)
         idx = evt.index if isinstance(evt.index, int) else 0
         if not cards or idx >= len(cards):
             return [gr.skip()] * (len(boxes) + 1)
@@ -222,7 +149,7 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> gr.Radio:
 
     search.change(render, search, [gallery, cards_state, message], trigger_mode="always_last",
                   show_progress="hidden", api_visibility="private")
-    refresh_btn.click(render, search, [gallery, cards_state, message], api_visibility="private")
+    refresh_btn.click(lambda q: render(q, True), search, [gallery, cards_state, message], api_visibility="private")
     gallery.select(pick, [cards_state, target_radio, *boxes], [*boxes, details], api_visibility="private")
     tab.select(render, search, [gallery, cards_state, message], api_visibility="private")  # scan when opened
     return target_radio

@@ -80,16 +80,20 @@ def build(ctx: UiContext, header) -> None:
         table = gr.Dataframe(value=None, headers=HEADERS, datatype=["str"] * 5, interactive=False, wrap=True,
                              label="Checkpoints", elem_id="models_table", max_height=460,
                              column_widths=["40%", "14%", "18%", "12%", "16%"])
-        with gr.Row(equal_height=True, elem_classes="ls-tight"):
+        with gr.Row(elem_classes="ls-tight ls-align-end"):
             pick = gr.Dropdown(header.titles(), value=header.active_title(), label="Checkpoint", scale=4,
                                elem_id="models_pick", min_width=260)
-            load_btn = gr.Button("Load", variant="primary", scale=1, elem_id="models_load", min_width=90)
-            unload_btn = gr.Button("Unload all", scale=1, elem_id="models_unload", min_width=110)
-            refresh_btn = gr.Button("↻ Rescan folders", scale=1, elem_id="models_refresh", min_width=150)
-        with gr.Row(equal_height=True, elem_classes="ls-tight"):
+            load_btn = gr.Button("Load", size="md", variant="primary", scale=0, elem_id="models_load", min_width=90,
+                                 elem_classes="ls-inline-btn")
+            unload_btn = gr.Button("Unload all", size="md", scale=0, elem_id="models_unload", min_width=110,
+                                 elem_classes="ls-inline-btn")
+            refresh_btn = gr.Button("↻ Rescan folders", size="md", scale=0, elem_id="models_refresh", min_width=150,
+                                 elem_classes="ls-inline-btn")
+        with gr.Row(elem_classes="ls-tight ls-align-end"):
             cache = gr.Number(value=engine.models.cache_size, precision=0, minimum=1, maximum=16, scale=1,
                               label="Checkpoints kept in RAM", elem_id="models_cache_size", min_width=200)
-            cache_btn = gr.Button("Apply cache size", scale=1, elem_id="models_cache_apply", min_width=150)
+            cache_btn = gr.Button("Apply cache size", size="md", scale=0, elem_id="models_cache_apply", min_width=150,
+                                 elem_classes="ls-inline-btn")
             info = gr.HTML("", elem_id="models_info", js_on_load=None)
         message = gr.HTML("", elem_id="models_message", js_on_load=None)
 
@@ -99,26 +103,33 @@ def build(ctx: UiContext, header) -> None:
                 f'{engine.models.loads} · folders: {html.escape(folders)}</div>')
 
     def show(refresh=False):
+        """Table, checkpoint picker, info line, and the header's dropdown and status (kept in step)."""
         rows = table_rows(ctx, families, refresh)
-        return rows, gr.update(choices=[r[0] for r in rows], value=header.active_title()), info_html()
+        titles = [r[0] for r in rows]
+        active = header.active_title()
+        return [rows, gr.update(choices=titles, value=active), info_html(), gr.update(choices=titles, value=active),
+                header.status_html()]
+
+    skip = [gr.skip()] * 5
+
+    def note(text, kind="ok"):
+        return f'<div class="ls-status ls-{kind}">{html.escape(text)}</div>'
 
     def load(title):
         if not title:
-            yield [gr.skip(), gr.skip(), gr.skip(), '<div class="ls-status ls-error">Pick a checkpoint</div>']
+            yield [*skip, note("Pick a checkpoint", "error")]
             return
-        yield [gr.skip(), gr.skip(), gr.skip(), f'<div class="ls-status ls-info">Loading {html.escape(title)}…</div>']
-        ctx.load_checkpoint(title)
-        err = ctx.status.error
-        msg = (f'<div class="ls-status ls-error">{html.escape(err)}</div>' if err else
-               f'<div class="ls-status ls-ok">Loaded {html.escape(header.active_title() or title)}</div>')
-        yield [*show(), msg]
+        ctx.begin_load(title)
+        yield [*skip[:4], header.status_html(), note(f"Loading {title}…", "info")]
+        err = ctx.load_checkpoint(title)
+        yield [*show(), note(err, "error") if err else note(f"Loaded {header.active_title() or title}")]
 
     def unload():
         try:
             engine.unload_checkpoint()
         except Exception as exc:  # noqa: BLE001
-            return [gr.skip(), gr.skip(), gr.skip(), f'<div class="ls-status ls-error">{html.escape(str(exc))}</div>']
-        return [*show(), '<div class="ls-status ls-ok">Unloaded; the next generation loads a checkpoint again</div>']
+            return [*skip, note(str(exc), "error")]
+        return [*show(), note("Unloaded; the next generation loads a checkpoint again")]
 
     def set_cache(n):
         try:
@@ -126,13 +137,13 @@ def build(ctx: UiContext, header) -> None:
             if n < 1:
                 raise ValueError
         except (TypeError, ValueError):
-            return [gr.skip(), gr.skip(), gr.skip(), '<div class="ls-status ls-error">Cache size must be 1 or more</div>']
+            return [*skip, note("Cache size must be 1 or more", "error")]
         engine.models.set_cache_size(n)
-        return [*show(), f'<div class="ls-status ls-ok">Keeping up to {n} checkpoint(s) in RAM '
-                         '(to keep it after a restart, save it on the Settings tab)</div>']
+        return [*show(), note(f"Keeping up to {n} checkpoint(s) in RAM (to keep it after a restart, save it on "
+                              "the Settings tab)")]
 
-    outs = [table, pick, info, message]
-    load_btn.click(load, pick, outs, api_visibility="private")
+    outs = [table, pick, info, header.checkpoint, header.model_status, message]
+    load_btn.click(load, pick, outs, concurrency_limit=None, api_visibility="private")
     unload_btn.click(unload, None, outs, api_visibility="private")
     refresh_btn.click(lambda: [*show(True), ""], None, outs, api_visibility="private")
     cache_btn.click(set_cache, cache, outs, api_visibility="private")

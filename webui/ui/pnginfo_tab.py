@@ -26,7 +26,8 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel], tabs: gr.Tabs) -> 
     with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
-                image = gr.Image(type="filepath", image_mode=None, label="Source image", sources=["upload", "clipboard"],
+                image = gr.Image(type="filepath", image_mode=None, label="Source image",
+                                 sources=["upload", "clipboard"],
                                  elem_id="pnginfo_image", height=420, format="png")
             with gr.Column(scale=1, min_width=360):
                 text = gr.Textbox(label="Parameters", lines=6, max_lines=20, interactive=False, elem_id="pnginfo_text",

@@ -1,7 +1,7 @@
 """Settings tab: the user's defaults, saved atomically to config.yaml (previous file kept as config.yaml.bak).
 
-Sampler, schedule, steps, CFG, size limit and cache size apply at once; the outputs folder and the queue size
-apply after a restart (the file server and the queue are set up at start)."""
+Sampler, schedule, steps, CFG, size limit, preview interval and cache size apply at once; the outputs folder and
+the queue size apply after a restart (the file server and the queue are set up at start)."""
 from __future__ import annotations
 
 import html
@@ -26,10 +26,14 @@ def apply_settings(ctx: UiContext, values: dict) -> tuple[str, str]:
     engine = ctx.engine
     changes = {k: v for k, v in values.items() if k in EDITABLE}
     try:
-        for k in ("checkpoint_cache_size", "max_image_side", "default_steps", "queue_size"):
-            changes[k] = int(changes[k])
+        for k in ("checkpoint_cache_size", "max_image_side", "default_steps", "queue_size", "preview_every",
+                  "max_combinations"):
+            if k in changes:
+                changes[k] = int(changes[k])
         changes["default_cfg_scale"] = float(changes["default_cfg_scale"])
-        changes["save_images"] = bool(changes["save_images"])
+        for k in ("save_images", "api_always_save"):
+            if k in changes:
+                changes[k] = bool(changes[k])
         out = (changes.get("outputs_dir") or "").strip()
         changes["outputs_dir"] = Path(out) if out else None
     except (TypeError, ValueError, KeyError) as exc:
@@ -43,6 +47,10 @@ def apply_settings(ctx: UiContext, values: dict) -> tuple[str, str]:
         problems.append("steps must be between 1 and 1000")
     if not 1 <= changes["queue_size"] <= 10000:
         problems.append("queue size must be between 1 and 10000")
+    if not 0 <= changes.get("preview_every", 0) <= 1000:
+        problems.append("preview interval must be between 0 (off) and 1000 steps")
+    if not 1 <= changes.get("max_combinations", 1) <= 100000:
+        problems.append("wildcard combinations must be between 1 and 100000")
     if problems:
         return "Not saved: " + "; ".join(problems), "error"
     old = engine.settings
@@ -78,10 +86,18 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                 cfg = gr.Slider(1, 30, value=s.default_cfg_scale, step=0.5, label="CFG scale", elem_id="settings_cfg")
                 max_side = gr.Number(value=s.max_image_side, precision=0, label="Largest image side (px)",
                                      elem_id="settings_max_side")
+                preview_every = gr.Slider(0, 50, value=getattr(s, "preview_every", 5), step=1,
+                                          label="Live preview every N steps (0 = off)",
+                                          elem_id="settings_preview_every")
+                max_comb = gr.Number(value=getattr(s, "max_combinations", 100), precision=0,
+                                     label="Wildcards: most images in combinatorial mode",
+                                     elem_id="settings_max_combinations")
             with gr.Column(scale=1, min_width=320):
                 gr.Markdown("### Files and memory")
                 save_images = gr.Checkbox(value=s.save_images, label="Save every generated image",
                                           elem_id="settings_save_images")
+                api_save = gr.Checkbox(value=getattr(s, "api_always_save", False), elem_id="settings_api_save",
+                                       label="Save API images even when a request asks not to")
                 outputs_dir = gr.Textbox(value=str(s.outputs_dir or ""), label="Outputs folder",
                                          placeholder=str(s.outputs_path), elem_id="settings_outputs_dir",
                                          info="Empty = outputs/ in the data folder (applies after a restart)")
@@ -94,11 +110,14 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                 gr.HTML(f'<div class="ls-hint">Settings file: {html.escape(str(s.settings_file))}<br>'
                         f'Device: {html.escape(ctx.engine.device.describe())}</div>', js_on_load=None)
 
-    def save(sm, sc, st, cf, ms, si, od, ca, qs):
-        text, kind = apply_settings(ctx, dict(
-            default_sampler=sm, default_scheduler=sc, default_steps=st, default_cfg_scale=cf, max_image_side=ms,
-            save_images=si, outputs_dir=od, checkpoint_cache_size=ca, queue_size=qs))
+    fields = dict(default_sampler=sampler, default_scheduler=scheduler, default_steps=steps, default_cfg_scale=cfg,
+                  max_image_side=max_side, preview_every=preview_every, max_combinations=max_comb,
+                  save_images=save_images, api_always_save=api_save, outputs_dir=outputs_dir,
+                  checkpoint_cache_size=cache, queue_size=queue_size)
+    fields = {k: v for k, v in fields.items() if k in EDITABLE}
+
+    def save(*values):
+        text, kind = apply_settings(ctx, dict(zip(fields, values)))
         return _msg(text, kind)
 
-    save_btn.click(save, [sampler, scheduler, steps, cfg, max_side, save_images, outputs_dir, cache, queue_size],
-                   message, api_visibility="private")
+    save_btn.click(save, list(fields.values()), message, api_visibility="private")

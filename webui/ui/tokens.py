@@ -1,8 +1,8 @@
 """Live token counter for the prompt boxes (A1111: `count/limit`, limit = chunks x 75).
 
-Uses the active model's tokenizer when one is loaded, else the bundled CLIP tokenizer (all SD families share the
-vocabulary), so the counter works while the first checkpoint is still loading. If the engine grows its own
-`token_count(text)`, that is used instead.
+Counts with the engine's `token_count` (the active model's tokenizer, or the bundled CLIP one before any load);
+without it, with the active model's tokenizer directly. Scheduled prompts and AND parts are counted separately and
+the longest is shown.
 """
 from __future__ import annotations
 
@@ -40,10 +40,9 @@ class TokenCounter:
             return enc
 
     def count(self, text: str, steps: int = 20) -> tuple[int, int]:
+        """The longest of the texts the prompt turns into: each step of a `[a:b:when]` / `[a|b]` schedule and each
+        `AND` part (A1111 shows the longest). Extra-network tags like `<lora:x:1>` do not count."""
         text = text or ""
-        own = getattr(self.engine, "token_count", None)
-        if callable(own):
-            return own(text)
         try:
             from webui.engine.prompts.extra_networks import extract_extra_networks
 
@@ -57,11 +56,12 @@ class TokenCounter:
             texts = [t for _, t in prompt_schedule(text, max(1, int(steps or 20)))] or [text]
         except Exception:  # noqa: BLE001
             pass
-        enc = self._encoder()
+        own = getattr(self.engine, "token_count", None)
+        counter = own if callable(own) else self._encoder().token_count
         best = (0, 75)
-        for t in texts:
+        for t in dict.fromkeys(texts):
             for part in _split_and(t):
-                got = enc.token_count(part)
+                got = counter(part)
                 if got[0] > best[0]:
                     best = got
         return best
@@ -72,6 +72,12 @@ class TokenCounter:
         except Exception:  # noqa: BLE001 - the counter must never break typing
             return "?/75"
         return f"{count}/{limit}"
+
+    def html(self, text: str, steps: int = 20) -> str:
+        """The counter as shown over a prompt box; over one chunk it is highlighted (the prompt gets split)."""
+        label = self.label(text, steps)
+        over = label.split("/")[1] not in ("75", "?") if "/" in label else False
+        return f'<span class="ls-count{" ls-over" if over else ""}">{label}</span>'
 
 
 def _split_and(text: str) -> list[str]:

@@ -120,6 +120,8 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
 
 
 def _safe_list(wc) -> list[str]:
+    if not wc.folder.is_dir():
+        return []
     try:
         return wc.list_files()
     except Exception:  # noqa: BLE001 - a missing folder is just empty
