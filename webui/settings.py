@@ -139,12 +139,15 @@ def save_user_settings(settings: Settings) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Write via a temp file in the same folder + fsync + rename: readers see the old or the new file, never half."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

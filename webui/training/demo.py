@@ -10,7 +10,10 @@ This is a complete (if tiny) Stable Diffusion v1 training run, in four stages:
    added to a latent, given the caption's text features (cross-attention).
    The CLIP text encoder is trained from scratch together with it.  10% of
    the captions are dropped (empty prompt), so the same model also learns the
-   unconditional prediction that classifier-free guidance needs.
+   unconditional prediction that classifier-free guidance needs.  The loss
+   uses min-SNR weighting and 30% of each batch comes from the noisiest
+   timesteps (700-999), where layout and colours are decided.  ``--resume``
+   continues this stage from the modules saved in ``--work-dir``.
 3. **LoRA**: a low-rank adapter on the UNet's attention layers (peft), trained
    on colour-inverted images with the trigger word ``lsinvert``; saved in the
    kohya format that A1111 reads.

@@ -175,16 +175,24 @@ def _build(name: str, spec: fam.ModelSpec, sd: dict, dtype: torch.dtype, module=
         weights = sfu.convert_open_clip_checkpoint(module, sd, prefix=fam.XL_TE2)
     if not hasattr(module, "text_model"):  # transformers 5 flattened CLIPTextModel
         weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
+    problem = assign_weights(module, weights, dtype)
+    if problem:
+        raise CheckpointLoadError(f"{name}: {problem}")
+    return module.to(dtype)
+
+
+def assign_weights(module: torch.nn.Module, weights: dict, dtype: torch.dtype) -> str | None:
+    """Put converted weights into a module (cast once, no copies when the dtype matches). Returns what does not
+    fit (missing weights, wrong shapes) instead, leaving the module untouched."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in weights]
     if missing:
-        raise CheckpointLoadError(f"{name} weights missing from the file: {', '.join(missing[:5])}"
-                                  f"{' ...' if len(missing) > 5 else ''}")
+        return f"weights missing from the file: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
     for k, v in expected.items():
         if tuple(weights[k].shape) != tuple(v.shape):
-            raise CheckpointLoadError(f"{name} weight {k} has shape {tuple(weights[k].shape)}, expected {tuple(v.shape)}")
+            return f"weight {k} has shape {tuple(weights[k].shape)}, expected {tuple(v.shape)}"
     module.load_state_dict({k: weights[k].to(dtype) for k in expected}, strict=True, assign=True)
-    return module.to(dtype)
+    return None
 
 
 def _folder_spec(folder: Path) -> fam.ModelSpec:

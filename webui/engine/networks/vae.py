@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from webui.engine.checkpoints.loader import assign_weights
 from webui.engine.networks.common import NetworkError, file_stamp, not_found_message, walk_files
 
 log = logging.getLogger(__name__)
@@ -169,17 +170,10 @@ class VaeLibrary:
             weights = sfu.convert_ldm_vae_checkpoint(sd, config)
         with init_empty_weights():
             module = AutoencoderKL.from_config(config)
-        expected = module.state_dict()
-        missing = [k for k in expected if k not in weights]
-        if missing:
-            raise NetworkError(f"VAE {path.name} does not fit this model: {len(missing)} weights missing, e.g. "
-                               f"{', '.join(missing[:3])}")
-        for k, v in expected.items():
-            if tuple(weights[k].shape) != tuple(v.shape):
-                raise NetworkError(f"VAE {path.name} does not fit this model: {k} has shape "
-                                   f"{tuple(weights[k].shape)}, expected {tuple(v.shape)}")
         param = next(own.parameters())
-        module.load_state_dict({k: weights[k].to(param.dtype) for k in expected}, strict=True, assign=True)
+        problem = assign_weights(module, weights, param.dtype)
+        if problem:
+            raise NetworkError(f"VAE {path.name} does not fit this model: {problem}")
         if param.device.type != "cpu":
             module.to(param.device)
         module.requires_grad_(False).eval()

@@ -20,11 +20,11 @@ with a ``ValueError``); the message names the tag.
 
 from __future__ import annotations
 
-from webui.engine.requests import RequestError
-
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from webui.engine.requests import RequestError
 
 __all__ = ["ExtraNetwork", "ExtraNetworkError", "extract_extra_networks", "EXTRA_NETWORK_RE"]
 

@@ -46,11 +46,11 @@ UNet call), and with ``hires_steps`` for the hires pass (counter restarted).
 
 from __future__ import annotations
 
-from webui.engine.requests import RequestError
-
 import re
 from dataclasses import dataclass
 from typing import Union
+
+from webui.engine.requests import RequestError
 
 __all__ = [
     "PromptScheduleError",

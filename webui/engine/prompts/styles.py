@@ -18,17 +18,17 @@ style name raises ``StyleError``.
 
 from __future__ import annotations
 
-from webui.engine.requests import RequestError
-
 import csv
 import io
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from webui.engine.requests import RequestError
+from webui.settings import atomic_write_text
 
 __all__ = ["PromptStyle", "StyleError", "StyleStore", "merge_prompts", "apply_styles_to_prompt"]
 
@@ -220,19 +220,7 @@ class StyleStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             shutil.copy2(self.path, self.path.with_name(self.path.name + ".bak"))
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
-                handle.write(buffer.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write_text(self.path, buffer.getvalue(), encoding="utf-8-sig")
         self._entries = list(entries)
         self._signature = self._file_signature()
         self._loaded = True

@@ -27,16 +27,16 @@ that resolves outside the folder (symlinks included).
 
 from __future__ import annotations
 
-from webui.engine.requests import RequestError
-
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPromptGenerator
 from dynamicprompts.wildcards import WildcardManager
+
+from webui.engine.requests import RequestError
+from webui.settings import atomic_write_text
 
 __all__ = ["WildcardError", "WildcardExpander", "has_wildcard_syntax"]
 
@@ -163,7 +163,7 @@ class WildcardExpander:
         """Create or replace wildcard ``name`` atomically (temp file + ``os.replace``)."""
         path = self.path_of(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(path, text)
+        atomic_write_text(path, text)
         with self._lock:
             self._manager.clear_cache()
         return path
@@ -187,17 +187,3 @@ def _loop_message(requested: list[str]) -> str:
     return "Wildcards nested too deeply; expansion stopped"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
