@@ -1,8 +1,8 @@
 """Live previews that cost almost nothing: a linear latent -> RGB map, fitted once per model from its own VAE.
 
-Fixed published coefficients only fit the VAE they were made for; fitting the map (least squares between latents
-and 8x8-pooled decodes of a few random latents) works for any VAE, the built-in model's included, in one small
-decode per model.
+Fixed published coefficients only fit the VAE they were made for; fitting the map (least squares between the
+latents of a few encoded colour-block images and their colours) works for any VAE, the built-in model's included,
+for one small encode per model.
 """
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from PIL import Image
 
 @torch.no_grad()
 def fit_latent_rgb(vae, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode a few images of random flat colour blocks and fit latent -> block colour by least squares, so the
+    map is fitted where real latents live (what the encoder produces), not on arbitrary noise."""
     param = next(vae.parameters())
     c = vae.config.latent_channels
     g = torch.Generator("cpu").manual_seed(seed)
-    z = torch.randn((2, c, 8, 8), generator=g)
-    img = vae.decode((z / vae.config.scaling_factor).to(param.device, param.dtype)).sample.float().cpu()
-    pooled = torch.nn.functional.avg_pool2d(img, img.shape[-1] // 8)  # [2, 3, 8, 8]
-    x = torch.cat([z.permute(0, 2, 3, 1).reshape(-1, c), torch.ones(z.numel() // c, 1)], dim=1)
+    blocks = torch.rand((8, 3, 4, 4), generator=g) * 2 - 1  # colours in [-1, 1]
+    images = torch.nn.functional.interpolate(blocks, scale_factor=16, mode="nearest")  # 64 px, 16 px blocks
+    z = vae.encode(images.to(param.device, param.dtype)).latent_dist.mean.float().cpu() * vae.config.scaling_factor
+    pooled = torch.nn.functional.adaptive_avg_pool2d(images, z.shape[-2:])
+    x = torch.cat([z.permute(0, 2, 3, 1).reshape(-1, c), torch.ones(z[:, 0].numel(), 1)], dim=1)
     y = pooled.permute(0, 2, 3, 1).reshape(-1, 3)
     sol = torch.linalg.lstsq(x, y).solution  # [c + 1, 3]
     return sol[:c], sol[c]
