@@ -9,26 +9,28 @@ from pathlib import Path
 from webui.settings import ROOT, Settings, load_user_settings
 
 
-def add_common_flags(p: argparse.ArgumentParser) -> None:
+def add_common_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """Folder, device and checkpoint flags; ``defaults=False`` leaves unset flags out of the result."""
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
     g = p.add_argument_group("folders")
-    g.add_argument("--data-dir", type=Path, default=ROOT, help="base folder for models/, embeddings/, outputs/, cache/")
-    g.add_argument("--models-dir", type=Path, help="folder holding Stable-diffusion/, Lora/, VAE/, wildcards/")
-    g.add_argument("--ckpt-dir", type=Path, action="append", default=[], help="extra checkpoint folder (repeatable)")
-    g.add_argument("--vae-dir", type=Path, action="append", default=[], help="extra VAE folder")
-    g.add_argument("--lora-dir", type=Path, action="append", default=[], help="extra LoRA folder")
-    g.add_argument("--embeddings-dir", type=Path, help="textual-inversion embeddings folder")
-    g.add_argument("--outdir", type=Path, help="outputs folder (default: outputs/)")
+    g.add_argument("--data-dir", type=Path, default=d(ROOT), help="base folder for models/, embeddings/, outputs/, cache/")
+    g.add_argument("--models-dir", default=d(None), type=Path, help="folder holding Stable-diffusion/, Lora/, VAE/, wildcards/")
+    g.add_argument("--ckpt-dir", type=Path, action="append", default=d([]), help="extra checkpoint folder (repeatable)")
+    g.add_argument("--vae-dir", type=Path, action="append", default=d([]), help="extra VAE folder")
+    g.add_argument("--lora-dir", type=Path, action="append", default=d([]), help="extra LoRA folder")
+    g.add_argument("--embeddings-dir", default=d(None), type=Path, help="textual-inversion embeddings folder")
+    g.add_argument("--outdir", default=d(None), type=Path, help="outputs folder (default: outputs/)")
     g = p.add_argument_group("device and memory")
-    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    g.add_argument("--precision", choices=["auto", "fp16", "fp32"], default="auto", help="auto: fp16 on CUDA, fp32 elsewhere")
-    g.add_argument("--no-half", action="store_true", help="same as --precision fp32")
-    g.add_argument("--xformers", action="store_true", help="use xformers attention when CUDA and xformers really work")
-    g.add_argument("--medvram", action="store_true", help="CUDA: keep only the running model part on the GPU")
-    g.add_argument("--lowvram", action="store_true", help="CUDA: sequential offload, slowest, least VRAM")
-    g.add_argument("--attention-slicing", action="store_true", help="compute attention in slices (less memory)")
+    g.add_argument("--device", default=d("auto"), help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument("--precision", choices=["auto", "fp16", "fp32"], default=d("auto"), help="auto: fp16 on CUDA, fp32 elsewhere")
+    g.add_argument("--no-half", action="store_true", default=d(False), help="same as --precision fp32")
+    g.add_argument("--xformers", action="store_true", default=d(False), help="use xformers attention when CUDA and xformers really work")
+    g.add_argument("--medvram", action="store_true", default=d(False), help="CUDA: keep only the running model part on the GPU")
+    g.add_argument("--lowvram", action="store_true", default=d(False), help="CUDA: sequential offload, slowest, least VRAM")
+    g.add_argument("--attention-slicing", action="store_true", default=d(False), help="compute attention in slices (less memory)")
     g = p.add_argument_group("checkpoints")
-    g.add_argument("--ckpt", help="checkpoint to load first (title, name or path)")
-    g.add_argument("--checkpoint-cache", type=int, help="checkpoints kept in RAM (default 1)")
+    g.add_argument("--ckpt", default=d(None), help="checkpoint to load first (title, name or path)")
+    g.add_argument("--checkpoint-cache", default=d(None), type=int, help="checkpoints kept in RAM (default 1)")
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_flags(p)
     sub = p.add_subparsers(dest="command")
     g = sub.add_parser("generate", help="generate images headless and print the saved paths")
-    add_common_flags(g)
+    # Given after `generate`, these flags override; not given, they must not reset what came before it.
+    add_common_flags(g, defaults=False)
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--steps", type=int)

@@ -42,7 +42,7 @@ class Settings:
     max_image_side: int = 2048
     max_batch_images: int = 64
     queue_size: int = 32
-    default_sampler: str = "Euler a"
+    default_sampler: str = "DPM++ 2M"  # with "Automatic": Karras, as A1111 1.10
     default_scheduler: str = "Automatic"
     default_steps: int = 20
     default_cfg_scale: float = 7.0

@@ -35,3 +35,14 @@ def test_generate_reports_bad_input_clearly(data_dir):
     assert p.returncode == 2 and "no-such-model" in p.stderr and "tiny-sd1.safetensors" in p.stderr
     p = run("--data-dir", str(data_dir), "--ckpt", "tiny-sd1", "--prompt", "x", "--sampler", "Bogus")
     assert p.returncode == 2 and "Unknown sampler 'Bogus'" in p.stderr
+
+
+def test_flags_before_generate_are_kept_and_flags_after_it_win():
+    from webui.cli import build_parser
+
+    args = build_parser().parse_args(["--device", "cpu", "--ckpt-dir", "a", "generate", "--prompt", "x"])
+    assert (args.device, args.ckpt_dir, args.command) == ("cpu", [Path("a")], "generate")
+    args = build_parser().parse_args(["--device", "cpu", "generate", "--prompt", "x", "--device", "mps"])
+    assert args.device == "mps"
+    args = build_parser().parse_args(["generate", "--prompt", "x"])
+    assert (args.device, args.ckpt_dir, args.precision) == ("auto", [], "auto")

@@ -17,6 +17,7 @@ class DeviceConfig:
     offload: str = "none"  # "none" | "model" (--medvram) | "sequential" (--lowvram)
     attention_slicing: bool = False
     notices: tuple[str, ...] = field(default_factory=tuple)
+    vae_tiling_side: int = 1536  # decode tiled above this many pixels on a side
 
     @property
     def is_cuda(self) -> bool:
@@ -80,4 +81,5 @@ def select_device(settings) -> DeviceConfig:
             notices.append(f"--{'lowvram' if settings.lowvram else 'medvram'} only applies to CUDA; ignored on {device}")
     for n in notices:
         log.warning(n)
-    return DeviceConfig(device, dtype, attention, offload, settings.attention_slicing, tuple(notices))
+    return DeviceConfig(device, dtype, attention, offload, settings.attention_slicing, tuple(notices),
+                        settings.vae_tiling_threshold)

@@ -180,7 +180,7 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConf
     to fp32 and the decode retried (A1111's automatic --no-half-vae)."""
     vae = model.components["vae"]
     side = max(latents.shape[-2:]) * 8
-    if side > 1536:
+    if side > device.vae_tiling_side:
         vae.enable_tiling()
     else:
         vae.disable_tiling()
