@@ -320,7 +320,7 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, input_ids, generator,
 
 
 def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
-               generator, batch=32, lr=5e-4, drop=0.1, warmup=100):
+               generator, batch=32, lr=5e-4, drop=0.1, warmup=100, max_weight=100.0):
     # One AdamW for both: the text encoder starts from scratch, so it needs
     # the same (high) learning rate as the UNet to learn anything useful.
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -335,7 +335,8 @@ def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
         # Caption dropout: an empty prompt teaches the unconditional model (CFG).
         captions = ["" if rng.random() < drop else shapes.caption(samples[i], rng) for i in idx]
         loss = diffusion_loss(unet, text_encoder, scheduler, latents[idx],
-                              tokenize(tokenizer, captions), generator, high_frac=0.3)
+                              tokenize(tokenizer, captions), generator, max_weight=max_weight,
+                              high_frac=0.3)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -540,6 +541,8 @@ def main(argv=None):
     p.add_argument("--cache-size", type=int, default=4096, help="encoded training images")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--unet-lr", type=float, default=1e-3, help="UNet and text encoder")
+    p.add_argument("--max-weight", type=float, default=100.0,
+                   help="cap of the noisy-step loss weight (lower: more effort on shape details)")
     p.add_argument("--resume", action="store_true",
                    help="continue the unet stage from --work-dir's unet/ and text_encoder/ "
                         "(and its scaling.txt) instead of starting from scratch")
@@ -601,7 +604,7 @@ def main(argv=None):
         latents = raw * scaling
         train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents,
                    args.unet_steps, rngs["unet"], gens["unet"], batch=args.batch,
-                   lr=args.unet_lr, warmup=20 if args.resume else 100)
+                   lr=args.unet_lr, warmup=20 if args.resume else 100, max_weight=args.max_weight)
         unet.save_pretrained(work / "unet")
         text_encoder.save_pretrained(work / "text_encoder")
         (work / "scaling.txt").write_text(f"{scaling}\n")
