@@ -113,13 +113,8 @@ def make_scheduler():
 
 
 def load_tokenizer():
-    try:
-        from webui.resources import clip_tokenizer
-    except ImportError:  # older checkout: read the shipped files directly
-        from transformers import CLIPTokenizer
+    from webui.resources import clip_tokenizer
 
-        folder = Path(__file__).resolve().parents[1] / "resources" / "tokenizers" / "clip"
-        return CLIPTokenizer.from_pretrained(str(folder))
     return clip_tokenizer()
 
 
