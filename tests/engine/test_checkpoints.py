@@ -157,3 +157,19 @@ def test_pickle_module_refusal_message_is_plain(tmp_path):
     with pytest.raises(CheckpointLoadError, match="x.ckpt"):
         inspect_checkpoint(path)
     assert not (tmp_path / "boom").exists()
+
+
+def test_wider_unet_conv_kernels_are_read_from_the_weights(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from tests.fixtures.tiny_models import make_tiny_pipeline, write_single_file
+
+    pipe = make_tiny_pipeline("sd1", seed=3)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        pipe.unet = UNet2DConditionModel(**dict(pipe.unet.config, conv_in_kernel=7, conv_out_kernel=5)).eval()
+    path = write_single_file(pipe, tmp_path / "wide.safetensors", "sd1", {"modelspec.resolution": "64x64"})
+    unet = inspect_checkpoint(path).configs["unet"]
+    assert (unet["conv_in_kernel"], unet["conv_out_kernel"]) == (7, 5)
+    assert "conv_in_kernel" not in inspect_checkpoint(write_single_file(
+        make_tiny_pipeline("sd1"), tmp_path / "plain.safetensors", "sd1")).configs["unet"]

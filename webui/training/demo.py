@@ -319,7 +319,7 @@ def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
     # One AdamW for both: the text encoder starts from scratch, so it needs
     # the same (high) learning rate as the UNet to learn anything useful.
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2, fused=True)
     unet.train()
     text_encoder.train()
     bar = tqdm(range(steps), desc="unet+te", dynamic_ncols=True)

@@ -173,6 +173,9 @@ def _unet_config(shapes: dict, family: str) -> dict:
     }
     if family == "sdxl" or any(lvl["depth"] != 1 for lvl in levels):
         cfg["transformer_layers_per_block"] = [lvl["depth"] for lvl in levels]
+    for side, key in (("conv_in_kernel", "input_blocks.0.0.weight"), ("conv_out_kernel", "out.2.weight")):
+        if shapes[p + key][2] != 3:  # SD uses 3x3; small models may see further
+            cfg[side] = shapes[p + key][2]
     if f"{p}middle_block.1.norm.weight" not in shapes:
         cfg["mid_block_type"] = None
     return cfg
