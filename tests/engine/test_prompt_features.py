@@ -65,3 +65,13 @@ def test_token_counter(engine):
     assert engine.token_count("a photo of a cat <lora:x:1>") == (5, 75)
     count, limit = engine.token_count(", ".join(["word"] * 60))
     assert count > 75 and limit == 150
+
+
+def test_comments_are_dropped_from_prompts_counter_and_infotext(engine):
+    r = engine.generate(req(prompt="# lighting test\na cat # try a dog later\n, warm light", negative_prompt="blurry # x"))
+    assert r.prompts == ["a cat \n, warm light"]
+    info = parse_infotext(r.infotexts[0])
+    assert info["Prompt"] == "a cat\n, warm light" and info["Negative prompt"] == "blurry"  # lines come back stripped
+    plain = engine.generate(req(prompt="a cat \n, warm light", negative_prompt="blurry ")).images[0]
+    assert np.array_equal(px(plain), px(r.images[0]))
+    assert engine.token_count("a photo # of a cat") == engine.token_count("a photo")

@@ -18,7 +18,7 @@ from webui.engine.networks import NetworkManager
 from webui.engine.outputs import OutputWriter
 from webui.engine.preview import latent_preview
 from webui.engine.prompts.encoder import PromptEncoder
-from webui.engine.prompts.prepare import prepare_prompts
+from webui.engine.prompts.prepare import prepare_prompts, strip_comments
 from webui.engine.prompts.styles import StyleStore
 from webui.engine.prompts.wildcards import WildcardExpander
 from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
@@ -105,7 +105,7 @@ class Engine:
         """A1111's counter (count, limit) for the active model's tokenizer (or the CLIP-L one before any load)."""
         from webui.engine.prompts.extra_networks import extract_extra_networks
 
-        text = extract_extra_networks(text)[0]
+        text = extract_extra_networks(strip_comments(text))[0]
         model = self.models.active
         if model is not None:
             return prompt_encoder(model).token_count(text)

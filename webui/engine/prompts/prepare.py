@@ -1,5 +1,5 @@
-"""From a request's prompt fields to the per-image texts that get encoded: styles, then wildcards (seeded by each
-image's seed), then extra networks (`<lora:...>`) pulled out of the text."""
+"""From a request's prompt fields to the per-image texts that get encoded: styles, then `#` comments removed, then
+wildcards (seeded by each image's seed), then extra networks (`<lora:...>`) pulled out of the text."""
 from __future__ import annotations
 
 import json
@@ -25,6 +25,14 @@ class PreparedPrompts:
                 [extract_extra_networks(n)[0] for n in self.negative_prompts])
 
 
+def strip_comments(text: str) -> str:
+    """A1111 1.8's prompt comments: `#` to the end of the line is dropped; a line that starts with `#` goes whole."""
+    if "#" not in text:
+        return text
+    lines = [line for line in text.split("\n") if not line.startswith("#")]
+    return "\n".join(line.split("#", 1)[0] for line in lines)
+
+
 def prepare_prompts(prompt: str, negative: str, style_names: list[str], seeds: list[int],
                     styles: StyleStore | None, wildcards: WildcardExpander | None,
                     combinatorial: bool = False, max_combinations: int = 100) -> PreparedPrompts:
@@ -35,6 +43,7 @@ def prepare_prompts(prompt: str, negative: str, style_names: list[str], seeds: l
             raise ValueError("styles were requested but no styles file is configured")
         prompt, negative = styles.apply(prompt, negative, style_names)
         params["Styles array"] = json.dumps(list(style_names))
+    prompt, negative = strip_comments(prompt), strip_comments(negative)
 
     pos, neg = [prompt] * len(seeds), [negative] * len(seeds)
     if wildcards is not None and (has_wildcard_syntax(prompt) or has_wildcard_syntax(negative)):
