@@ -13,8 +13,9 @@ This is a complete (if tiny) Stable Diffusion v1 training run, in four stages:
    unconditional prediction that classifier-free guidance needs.  The loss
    is weighted towards the noisy steps (see :func:`diffusion_loss`) and 30% of
    each batch comes from the noisiest timesteps (700-999), where layout and
-   colours are decided.  ``--resume``
-   continues this stage from the modules saved in ``--work-dir``.
+   colours are decided.  A second, gentler phase (``--refine-steps``) then
+   puts more effort on the shapes.  ``--resume`` continues this stage from
+   the modules saved in ``--work-dir``.
 3. **LoRA**: a low-rank adapter on the UNet's attention layers (peft), trained
    on colour-inverted images with the trigger word ``lsinvert``; saved in the
    kohya format that A1111 reads.
@@ -35,6 +36,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -346,20 +348,19 @@ def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
 # --------------------------------------------------------------------------
 
 @torch.no_grad()
-def sample(unet, text_encoder, vae, tokenizer, prompts, scaling, seed=0, steps=20,
-           cfg=7.0, negative=""):
+def sample(unet, text_encoder, vae, tokenizer, prompts, scaling, seed=0, steps=20, cfg=7.0,
+           negative=""):
+    """``prompts``: texts, or already-tokenized ids ([n, 77])."""
     from diffusers import DDIMScheduler
 
     sched = DDIMScheduler(**SCHEDULER_CONFIG, set_alpha_to_one=False)
     sched.set_timesteps(steps)
-    n = len(prompts)
-    ids = tokenize(tokenizer, [negative] * n + list(prompts))
-    cond = text_encoder(ids).last_hidden_state
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn((n, 4, LATENT_SIZE, LATENT_SIZE), generator=g)
+    ids = prompts if torch.is_tensor(prompts) else tokenize(tokenizer, prompts)
+    n = ids.shape[0]
+    cond = text_encoder(torch.cat([tokenize(tokenizer, [negative] * n), ids])).last_hidden_state
+    x = torch.randn((n, 4, LATENT_SIZE, LATENT_SIZE), generator=torch.Generator().manual_seed(seed))
     for t in sched.timesteps:
-        eps = unet(torch.cat([x, x]), t, cond).sample
-        uncond, text = eps.chunk(2)
+        uncond, text = unet(torch.cat([x, x]), t, cond).sample.chunk(2)
         x = sched.step(uncond + cfg * (text - uncond), t, x).prev_sample
     return to_images(vae.decode(x / scaling).sample)
 
@@ -538,6 +539,10 @@ def main(argv=None):
     p.add_argument("--unet-lr", type=float, default=1e-3, help="UNet and text encoder")
     p.add_argument("--max-weight", type=float, default=100.0,
                    help="cap of the noisy-step loss weight (lower: more effort on shape details)")
+    p.add_argument("--refine-steps", type=int, default=700,
+                   help="a second UNet phase after --unet-steps, with the two settings below")
+    p.add_argument("--refine-lr", type=float, default=4e-4)
+    p.add_argument("--refine-max-weight", type=float, default=10.0)
     p.add_argument("--resume", action="store_true",
                    help="continue the unet stage from --work-dir's unet/ and text_encoder/ "
                         "(and its scaling.txt) instead of starting from scratch")
@@ -597,9 +602,15 @@ def main(argv=None):
         else:
             scaling = float(1.0 / raw.std())
         latents = raw * scaling
-        train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents,
-                   args.unet_steps, rngs["unet"], gens["unet"], batch=args.batch,
-                   lr=args.unet_lr, warmup=20 if args.resume else 100, max_weight=args.max_weight)
+        # Two phases: the layout and colours (high learning rate, weight on the
+        # noisiest steps), then a refinement that puts more effort on the shapes.
+        phases = [(args.unet_steps, args.unet_lr, args.max_weight, 20 if args.resume else 100),
+                  (args.refine_steps, args.refine_lr, args.refine_max_weight, 20)]
+        for steps, lr, max_weight, warmup in phases:
+            if steps:
+                train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps,
+                           rngs["unet"], gens["unet"], batch=args.batch, lr=lr, warmup=warmup,
+                           max_weight=max_weight)
         unet.save_pretrained(work / "unet")
         text_encoder.save_pretrained(work / "text_encoder")
         (work / "scaling.txt").write_text(f"{scaling}\n")
@@ -623,7 +634,7 @@ def main(argv=None):
         from safetensors.torch import save_file
 
         t0 = time.time()
-        inv_samples, inv_raw = encode_dataset(vae, 2048, rngs["lora"], invert=True)
+        inv_samples, inv_raw = encode_dataset(vae, args.cache_size // 2, rngs["lora"], invert=True)
         model = train_lora(unet, text_encoder, tokenizer, scheduler, inv_samples,
                            inv_raw * scaling, args.lora_steps, rngs["lora"], gens["lora"])
         rank = 8
@@ -635,8 +646,8 @@ def main(argv=None):
             "ss_network_alpha": str(rank), "ss_resolution": f"({IMAGE_SIZE}, {IMAGE_SIZE})",
             "ss_sd_model_name": Path(args.out).name, "ss_seed": str(args.seed),
             "ss_training_comment": "Inverts colours (photo negative). Trigger word: lsinvert.",
-            "ss_tag_frequency": json.dumps({"shapes": {LORA_TRIGGER: 2048, "circle": 683,
-                                                       "square": 683, "triangle": 682}}),
+            "ss_tag_frequency": json.dumps({"shapes": {
+                LORA_TRIGGER: len(inv_samples), **Counter(x.shape for x in inv_samples)}}),
             "ss_max_train_steps": str(args.lora_steps),
         }
         Path(args.lora_out).parent.mkdir(parents=True, exist_ok=True)
@@ -654,7 +665,8 @@ def main(argv=None):
         from safetensors.torch import save_file
 
         t0 = time.time()
-        star_samples, star_raw = encode_dataset(vae, 2048, rngs["embedding"], shape_list=("star",))
+        star_samples, star_raw = encode_dataset(vae, args.cache_size // 2, rngs["embedding"],
+                                                  shape_list=("star",))
         vectors = train_embedding(unet, text_encoder, tokenizer, scheduler, star_samples,
                                   star_raw * scaling, args.embedding_steps, rngs["embedding"],
                                   gens["embedding"])
@@ -667,7 +679,7 @@ def main(argv=None):
         with torch.no_grad():
             star_prompts = [shapes.caption(s, full=True, shape_word="zebra") for s in preview]
             ids = ti_input_ids(tokenizer, star_prompts, placeholder_id, len(vectors))
-            imgs = sample_ids(unet, text_encoder, vae, tokenizer, ids, scaling)
+            imgs = sample(unet, text_encoder, vae, tokenizer, ids, scaling)
         injector.remove()
         save_grid(imgs, work / "embedding_samples.png")
         log_time("embedding", t0)
@@ -675,22 +687,6 @@ def main(argv=None):
 
     total = sum(v for k, v in times.items() if k in ("vae", "unet", "lora", "embedding"))
     tqdm.write("[time] " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
-
-
-@torch.no_grad()
-def sample_ids(unet, text_encoder, vae, tokenizer, ids, scaling, seed=0, steps=20, cfg=7.0):
-    """Like :func:`sample`, for already-tokenized prompts."""
-    from diffusers import DDIMScheduler
-
-    sched = DDIMScheduler(**SCHEDULER_CONFIG, set_alpha_to_one=False)
-    sched.set_timesteps(steps)
-    n = ids.shape[0]
-    cond = text_encoder(torch.cat([tokenize(tokenizer, [""] * n), ids])).last_hidden_state
-    x = torch.randn((n, 4, LATENT_SIZE, LATENT_SIZE), generator=torch.Generator().manual_seed(seed))
-    for t in sched.timesteps:
-        uncond, text = unet(torch.cat([x, x]), t, cond).sample.chunk(2)
-        x = sched.step(uncond + cfg * (text - uncond), t, x).prev_sample
-    return to_images(vae.decode(x / scaling).sample)
 
 
 if __name__ == "__main__":
