@@ -88,6 +88,11 @@ def unet_config() -> dict:
         block_out_channels=[64, 128, 192], layers_per_block=1,
         attention_head_dim=8,               # SD1 naming: 8 heads
         cross_attention_dim=TEXT_DIM, norm_num_groups=32,
+        # A UNet has no position embedding: it can only tell where a pixel is
+        # from the zero padding of its convolutions.  With a 9x9 first layer on
+        # the 8x8 latent every pixel sees the border at its own distance, so
+        # "at the top left" can be tied to a place from the first layer on.
+        conv_in_kernel=9,
     )
 
 
@@ -531,7 +536,7 @@ def main(argv=None):
     p.add_argument("--work-dir", default="outputs/training-demo",
                    help="intermediate modules and preview grids")
     p.add_argument("--vae-steps", type=int, default=700)
-    p.add_argument("--unet-steps", type=int, default=2200)
+    p.add_argument("--unet-steps", type=int, default=3200)
     p.add_argument("--lora-steps", type=int, default=200)
     p.add_argument("--embedding-steps", type=int, default=150)
     p.add_argument("--cache-size", type=int, default=4096, help="encoded training images")
@@ -539,7 +544,7 @@ def main(argv=None):
     p.add_argument("--unet-lr", type=float, default=1e-3, help="UNet and text encoder")
     p.add_argument("--max-weight", type=float, default=100.0,
                    help="cap of the noisy-step loss weight (lower: more effort on shape details)")
-    p.add_argument("--refine-steps", type=int, default=700,
+    p.add_argument("--refine-steps", type=int, default=1000,
                    help="a second UNet phase after --unet-steps, with the two settings below")
     p.add_argument("--refine-lr", type=float, default=4e-4)
     p.add_argument("--refine-max-weight", type=float, default=10.0)
