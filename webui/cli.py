@@ -9,6 +9,13 @@ from pathlib import Path
 from webui.settings import ROOT, Settings, load_user_settings
 
 
+def _at_least_one(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (the loaded checkpoint counts), got {n}")
+    return n
+
+
 def add_common_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     """Folder, device and checkpoint flags; ``defaults=False`` leaves unset flags out of the result."""
     d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
@@ -30,7 +37,7 @@ def add_common_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     g.add_argument("--attention-slicing", action="store_true", default=d(False), help="compute attention in slices (less memory)")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--ckpt", default=d(None), help="checkpoint to load first (title, name or path)")
-    g.add_argument("--checkpoint-cache", default=d(None), type=int, help="checkpoints kept in RAM (default 1)")
+    g.add_argument("--checkpoint-cache", default=d(None), type=_at_least_one, help="checkpoints kept in RAM (default 1)")
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -57,7 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
     )
     if args.outdir:
         changes["outputs_dir"] = args.outdir
-    if args.checkpoint_cache:
+    if args.checkpoint_cache is not None:
         changes["checkpoint_cache_size"] = args.checkpoint_cache
     return s.with_overrides(**changes), notice
 

@@ -46,3 +46,15 @@ def test_flags_before_generate_are_kept_and_flags_after_it_win():
     assert args.device == "mps"
     args = build_parser().parse_args(["generate", "--prompt", "x"])
     assert (args.device, args.ckpt_dir, args.precision) == ("auto", [], "auto")
+
+
+def test_checkpoint_cache_flag_reaches_settings_and_refuses_zero(tmp_path, capsys):
+    import pytest
+
+    from webui.cli import build_parser, settings_from_args
+
+    settings, _ = settings_from_args(build_parser().parse_args(["--data-dir", str(tmp_path), "--checkpoint-cache", "3"]))
+    assert settings.checkpoint_cache_size == 3
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--checkpoint-cache", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
