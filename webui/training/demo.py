@@ -374,11 +374,13 @@ def sample(unet, text_encoder, vae, tokenizer, prompts, scaling, seed=0, steps=2
 # Stage 3: LoRA (peft on the UNet attention, saved with kohya names)
 # --------------------------------------------------------------------------
 
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out"]
+# The transformer blocks' attention, feed-forward and projections: what kohya's
+# sd-scripts trains by default for a LoRA ("networks.lora").
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out"]
 
 
 def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
-               generator, rank=8, batch=16, lr=2e-3):
+               generator, rank=8, batch=16, lr=2e-3, drop=0.1):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS,
@@ -392,10 +394,14 @@ def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup=20)
         idx = [rng.randrange(len(samples)) for _ in range(batch)]
-        captions = [shapes.caption(samples[i], rng, prefix=LORA_TRIGGER) for i in idx]
+        # Empty captions too: with the LoRA on, the unconditional half of classifier-free
+        # guidance must also draw negatives, or the guidance overshoots into odd colours.
+        captions = ["" if rng.random() < drop else shapes.caption(samples[i], rng, prefix=LORA_TRIGGER)
+                    for i in idx]
         with torch.no_grad():
             cond_ids = tokenize(tokenizer, captions)
-        loss = diffusion_loss(model, text_encoder, scheduler, latents[idx], cond_ids, generator)
+        # Colours are decided on the noisy steps: give them extra practice (as the UNet stage does).
+        loss = diffusion_loss(model, text_encoder, scheduler, latents[idx], cond_ids, generator, high_frac=0.3)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -535,10 +541,10 @@ def main(argv=None):
     p.add_argument("--embedding-out", default=f"embeddings/{EMBEDDING_NAME}.safetensors")
     p.add_argument("--work-dir", default="outputs/training-demo",
                    help="intermediate modules and preview grids")
-    p.add_argument("--vae-steps", type=int, default=700)
-    p.add_argument("--unet-steps", type=int, default=3200)
-    p.add_argument("--lora-steps", type=int, default=200)
-    p.add_argument("--embedding-steps", type=int, default=150)
+    p.add_argument("--vae-steps", type=int, default=1200)
+    p.add_argument("--unet-steps", type=int, default=2800)
+    p.add_argument("--lora-steps", type=int, default=500)
+    p.add_argument("--embedding-steps", type=int, default=300)
     p.add_argument("--cache-size", type=int, default=4096, help="encoded training images")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--unet-lr", type=float, default=1e-3, help="UNet and text encoder")
