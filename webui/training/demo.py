@@ -16,7 +16,7 @@ This is a complete (if tiny) Stable Diffusion v1 training run, in four stages:
    colours are decided.  A second, gentler phase (``--refine-steps``) then
    puts more effort on the shapes.  ``--resume`` continues this stage from
    the modules saved in ``--work-dir``.
-3. **LoRA**: a low-rank adapter on the UNet's attention layers (peft), trained
+3. **LoRA**: a low-rank adapter on the UNet's transformer blocks (peft), trained
    on colour-inverted images with the trigger word ``lsinvert``; saved in the
    kohya format that A1111 reads.
 4. **Textual inversion**: two new token vectors, ``lsstar``, trained with
@@ -371,7 +371,7 @@ def sample(unet, text_encoder, vae, tokenizer, prompts, scaling, seed=0, steps=2
 
 
 # --------------------------------------------------------------------------
-# Stage 3: LoRA (peft on the UNet attention, saved with kohya names)
+# Stage 3: LoRA (peft on the UNet transformer blocks, saved with kohya names)
 # --------------------------------------------------------------------------
 
 # The transformer blocks' attention, feed-forward and projections: what kohya's
@@ -542,8 +542,8 @@ def main(argv=None):
     p.add_argument("--work-dir", default="outputs/training-demo",
                    help="intermediate modules and preview grids")
     p.add_argument("--vae-steps", type=int, default=1200)
-    p.add_argument("--unet-steps", type=int, default=2800)
-    p.add_argument("--lora-steps", type=int, default=500)
+    p.add_argument("--unet-steps", type=int, default=3600)
+    p.add_argument("--lora-steps", type=int, default=1000)
     p.add_argument("--embedding-steps", type=int, default=300)
     p.add_argument("--cache-size", type=int, default=4096, help="encoded training images")
     p.add_argument("--batch", type=int, default=64)
