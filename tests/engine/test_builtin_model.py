@@ -46,7 +46,7 @@ def test_lora_is_kohya_format():
     assert meta["ss_output_name"] == "latent-studio-invert"
     assert meta["ss_base_model_version"] == "sd_v1"
     assert "lsinvert" in json.dumps(json.loads(meta["ss_tag_frequency"]))
-    assert slices and all(k.startswith("lora_unet_") for k in slices)
+    assert slices and {k.split("_")[1] for k in slices} == {"unet", "te"}
     downs = [k for k in slices if k.endswith(".lora_down.weight")]
     assert downs
     for k in downs:
@@ -65,10 +65,10 @@ def test_embedding_is_a1111_format():
 # About 70 s together on this 2-core CPU (54 + 28 + 8 + 16 + 16 images at 20 steps), hence slow.
 #
 # Issue 3's targets are shape colour >= 90%, position >= 80%, img2img at strength 0.3 close to its input, a LoRA
-# that inverts colours and an embedding that draws stars.  The shipped model (57 min of training on this 2-core
+# that inverts colours and an embedding that draws stars.  The shipped model (58 min of training on this 2-core
 # CPU, `python -m webui.training.demo --seed 0`, see README) measured: background 100%, position 100%, shape
 # colour 100%, size 94%, shape 28% (chance: 14%, 11%, 12.5%, 50%, 33%).  img2img with a prompt naming only the
-# shape: mean pixel distance 4.8 at 0.3, 26.4 at 0.9.  The LoRA inverts 4 of 8 backgrounds (0 without it); the
+# shape: mean pixel distance 4.8 at 0.3, 26.4 at 0.9.  The LoRA inverts 8 of 8 backgrounds (0 without it); the
 # star embedding does not draw stars better than the unknown word.  The floors below catch regressions of what it
 # does reach; the unmet targets are strict xfails, so they fail loudly (XPASS) once a better model meets them and
 # the floors should be raised.
@@ -133,16 +133,10 @@ def test_img2img_strength_keeps_the_layout_at_0_3_not_at_0_9(img2img):
 
 
 @pytest.mark.slow
-def test_lora_changes_colours_towards_the_negative(lora):
+def test_lora_inverts_the_colours(lora):
     assert lora["inverted_base"] <= 0.1, lora
-    assert lora["inverted_lora"] >= 0.35, lora
-    assert lora["mean_pixel_change"] > 40, lora
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=UNMET)
-def test_issue_target_lora_inverts_most_images(lora):
-    assert lora["inverted_lora"] >= 0.75, lora
+    assert lora["inverted_lora"] >= 0.75, lora  # the issue: the LoRA does what it claims, for most images
+    assert lora["mean_pixel_change"] > 80, lora
 
 
 @pytest.mark.slow

@@ -38,7 +38,8 @@ def test_training_command_writes_loadable_reproducible_files(tmp_path):
     ckpt_b, _ = tensors(b / "ckpt/m.safetensors")
     assert ckpt_a.keys() == ckpt_b.keys() and all((ckpt_a[k] == ckpt_b[k]).all() for k in ckpt_a)
     lora, lora_meta = tensors(a / "lora/l.safetensors")
-    assert lora and all(k.startswith("lora_unet_") for k in lora)
+    assert {k.split("_")[1] for k in lora} == {"unet", "te"}  # kohya names: lora_unet_*, lora_te_*
+    assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in lora
     assert json.loads(lora_meta["ss_tag_frequency"])["shapes"]["lsinvert"] == 16
     emb, _ = tensors(a / "emb/e.safetensors")
     assert emb["emb_params"].shape == (2, 128)

@@ -374,21 +374,27 @@ def sample(unet, text_encoder, vae, tokenizer, prompts, scaling, seed=0, steps=2
 # Stage 3: LoRA (peft on the UNet transformer blocks, saved with kohya names)
 # --------------------------------------------------------------------------
 
-# The transformer blocks' attention, feed-forward and projections: what kohya's
-# sd-scripts trains by default for a LoRA ("networks.lora").
+# What kohya's sd-scripts trains by default for a LoRA ("networks.lora"): the UNet's
+# transformer blocks (attention, feed-forward, projections) and the text encoder's
+# attention and MLP layers.
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out"]
+LORA_TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
 
 def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
                generator, rank=8, batch=16, lr=2e-3, drop=0.1):
+    """Returns the peft-wrapped UNet and text encoder."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS,
-                        init_lora_weights="gaussian")
-    model = get_peft_model(unet, config)
-    params = [p for p in model.parameters() if p.requires_grad]
+    def wrap(module, targets):
+        return get_peft_model(module, LoraConfig(r=rank, lora_alpha=rank, target_modules=targets,
+                                                 init_lora_weights="gaussian"))
+
+    model, te = wrap(unet, LORA_TARGETS), wrap(text_encoder, LORA_TE_TARGETS)
+    params = [p for m in (model, te) for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
+    te.train()
     bar = tqdm(range(steps), desc="lora", dynamic_ncols=True)
     for step in bar:
         for g in opt.param_groups:
@@ -398,21 +404,22 @@ def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
         # guidance must also draw negatives, or the guidance overshoots into odd colours.
         captions = ["" if rng.random() < drop else shapes.caption(samples[i], rng, prefix=LORA_TRIGGER)
                     for i in idx]
-        with torch.no_grad():
-            cond_ids = tokenize(tokenizer, captions)
+        cond_ids = tokenize(tokenizer, captions)
         # Colours are decided on the noisy steps: give them extra practice (as the UNet stage does).
-        loss = diffusion_loss(model, text_encoder, scheduler, latents[idx], cond_ids, generator, high_frac=0.3)
+        loss = diffusion_loss(model, te, scheduler, latents[idx], cond_ids, generator, high_frac=0.3)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
     model.eval()
-    return model
+    te.eval()
+    return model, te
 
 
-def peft_to_kohya(model, alpha: float) -> dict[str, torch.Tensor]:
+def peft_to_kohya(model, alpha: float, prefix: str = "lora_unet_") -> dict[str, torch.Tensor]:
     """peft's ``base_model.model.<path>.lora_A.default.weight`` ->
-    kohya's ``lora_unet_<path with _>.lora_down.weight`` (+ ``.alpha``)."""
+    kohya's ``<prefix><path with _>.lora_down.weight`` (+ ``.alpha``); the
+    prefix is ``lora_unet_`` for the UNet, ``lora_te_`` for the text encoder."""
     out = {}
     for name, tensor in model.state_dict().items():
         if ".lora_A." not in name and ".lora_B." not in name:
@@ -420,7 +427,9 @@ def peft_to_kohya(model, alpha: float) -> dict[str, torch.Tensor]:
         path = name.replace("base_model.model.", "", 1)
         path, kind = (path.split(".lora_A.")[0], "lora_down") if ".lora_A." in path \
             else (path.split(".lora_B.")[0], "lora_up")
-        key = "lora_unet_" + path.replace(".", "_")
+        if prefix == "lora_te_" and not path.startswith("text_model."):
+            path = "text_model." + path  # kohya names the CLIP layers from the full model
+        key = prefix + path.replace(".", "_")
         out[f"{key}.{kind}.weight"] = tensor.detach().to(torch.float16).contiguous()
         out[f"{key}.alpha"] = torch.tensor(float(alpha), dtype=torch.float16)
     return out
@@ -646,10 +655,10 @@ def main(argv=None):
 
         t0 = time.time()
         inv_samples, inv_raw = encode_dataset(vae, args.cache_size // 2, rngs["lora"], invert=True)
-        model = train_lora(unet, text_encoder, tokenizer, scheduler, inv_samples,
-                           inv_raw * scaling, args.lora_steps, rngs["lora"], gens["lora"])
+        model, te = train_lora(unet, text_encoder, tokenizer, scheduler, inv_samples,
+                               inv_raw * scaling, args.lora_steps, rngs["lora"], gens["lora"])
         rank = 8
-        kohya = peft_to_kohya(model, alpha=rank)
+        kohya = {**peft_to_kohya(model, alpha=rank), **peft_to_kohya(te, alpha=rank, prefix="lora_te_")}
         tags = {LORA_TRIGGER: args.lora_steps}
         meta = {
             "ss_output_name": Path(args.lora_out).stem, "ss_base_model_version": "sd_v1",
@@ -664,10 +673,10 @@ def main(argv=None):
         Path(args.lora_out).parent.mkdir(parents=True, exist_ok=True)
         save_file(kohya, args.lora_out, metadata=meta)
         with torch.no_grad():
-            save_grid(sample(model, text_encoder, vae, tokenizer,
+            save_grid(sample(model, te, vae, tokenizer,
                              [f"{LORA_TRIGGER} {q}" for q in prompts], scaling),
                       work / "lora_samples.png")
-        unet = model.unload()  # drop the adapter again: back to the base UNet
+        unet, text_encoder = model.unload(), te.unload()  # drop the adapters: back to the base
         log_time("lora", t0)
         tqdm.write(f"wrote {args.lora_out}")
 
