@@ -16,7 +16,7 @@ This is a complete (if tiny) Stable Diffusion v1 training run, in four stages:
    colours are decided.  A second, gentler phase (``--refine-steps``) then
    puts more effort on the shapes.  ``--resume`` continues this stage from
    the modules saved in ``--work-dir``.
-3. **LoRA**: a low-rank adapter on the UNet's transformer blocks (peft), trained
+3. **LoRA**: low-rank adapters on the UNet and the text encoder (peft), trained
    on colour-inverted images with the trigger word ``lsinvert``; saved in the
    kohya format that A1111 reads.
 4. **Textual inversion**: two new token vectors, ``lsstar``, trained with

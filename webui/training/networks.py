@@ -11,7 +11,7 @@ from webui.training.demo import LORA_TRIGGER, diffusion_loss, lr_at, tokenize
 
 
 # --------------------------------------------------------------------------
-# Stage 3: LoRA (peft on the UNet transformer blocks, saved with kohya names)
+# Stage 3: LoRA (peft on the UNet and the text encoder, saved with kohya names)
 # --------------------------------------------------------------------------
 
 # What kohya's sd-scripts trains by default for a LoRA ("networks.lora"): the UNet's
@@ -90,7 +90,6 @@ class TokenInjector:
     def __init__(self, text_encoder, placeholder_id, vectors):
         self.placeholder_id = placeholder_id
         self.vectors = vectors
-        self.ids = None
         emb = text_encoder.get_input_embeddings()
         self.handle = emb.register_forward_hook(self.hook)
 
