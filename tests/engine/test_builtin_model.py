@@ -69,9 +69,9 @@ def test_embedding_is_a1111_format():
 # CPU, `python -m webui.training.demo --seed 0`, see README) measured: background 100%, position 100%, shape
 # colour 100%, size 94%, shape 28% (chance: 14%, 11%, 12.5%, 50%, 33%).  img2img with a prompt naming only the
 # shape: mean pixel distance 4.8 at 0.3, 26.4 at 0.9.  The LoRA inverts 8 of 8 backgrounds (0 without it); the
-# star embedding does not draw stars better than the unknown word.  The floors below catch regressions of what it
-# does reach; the unmet targets are strict xfails, so they fail loudly (XPASS) once a better model meets them and
-# the floors should be raised.
+# star embedding does not draw stars: the VAE already turns a drawn star into a blob
+# (bench/builtin_vae_ceiling.py).  The floors below catch regressions of what it does reach; the unmet target is a
+# strict xfail, so it fails loudly (XPASS) once a better model meets it.
 
 UNMET = "issue 3 target not reached by the shipped model (figures above)"
 
@@ -142,4 +142,6 @@ def test_lora_inverts_the_colours(lora):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=UNMET)
 def test_issue_target_embedding_draws_stars(embedding):
+    # "Draws stars": most images classified as a star, not only a star IoU a hair above a blob's.
+    assert embedding["embedding"]["star_rate"] >= 0.5, embedding
     assert embedding["embedding"]["star_iou"] > embedding["word"]["star_iou"], embedding
