@@ -65,9 +65,9 @@ def test_embedding_is_a1111_format():
 # About 70 s together on this 2-core CPU (54 + 28 + 8 + 16 + 16 images at 20 steps), hence slow.
 #
 # Issue 3's targets are shape colour >= 90%, position >= 80%, img2img at strength 0.3 close to its input, a LoRA
-# that inverts colours and an embedding that draws stars.  The shipped model (58 min of training on this 2-core
-# CPU, `python -m webui.training.demo --seed 0`, see README) measured: background 100%, position 100%, shape
-# colour 100%, size 94%, shape 28% (chance: 14%, 11%, 12.5%, 50%, 33%).  img2img with a prompt naming only the
+# that inverts colours and an embedding that draws stars.  The shipped model (58 min of training on the 2-core CPU
+# it was trained on, `python -m webui.training.demo --seed 0`, see README) measured: background 100%, position
+# 100%, shape colour 100%, size 94%, shape 28% (chance: 14%, 11%, 12.5%, 50%, 33%).  img2img with a prompt naming only the
 # shape: mean pixel distance 4.8 at 0.3, 26.4 at 0.9.  The LoRA inverts 8 of 8 backgrounds (0 without it); the
 # star embedding does not draw stars: the VAE already turns a drawn star into a blob
 # (bench/builtin_vae_ceiling.py).  The floors below catch regressions of what it does reach; the unmet target is a
