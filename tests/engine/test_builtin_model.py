@@ -71,8 +71,8 @@ def test_embedding_is_a1111_format():
 # shape: mean pixel distance 4.8 at 0.3, 26.4 at 0.9.  The LoRA inverts 8 of 8 backgrounds (0 without it); the
 # star embedding does not draw stars: the VAE already turns a drawn star into a blob
 # (bench/builtin_vae_ceiling.py) and the UNet turns a noised triangle into one (bench/builtin_shape_denoise.py),
-# so it has no shape for an embedding to pick.  The floors below catch regressions of what it does reach; the unmet target is a
-# strict xfail, so it fails loudly (XPASS) once a better model meets it.
+# so it has no shape for an embedding to pick.  The floors below catch regressions of what it does reach; the
+# unmet target is a strict xfail, so it fails loudly (XPASS) once a better model meets it.
 
 UNMET = "issue 3 target not reached by the shipped model (figures above)"
 
