@@ -43,6 +43,7 @@ __all__ = [
     "format_params_line",
     "build_infotext",
     "parse_infotext",
+    "param_pairs",
     "split_sampler_scheduler",
     "typed_params",
     "encode_user_comment",
@@ -92,11 +93,22 @@ TRAILING_PARAM_ORDER: tuple[str, ...] = ("Version", "User")
 
 NEGATIVE_PROMPT_PREFIX = "Negative prompt:"
 
-RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# The params line is read by ``param_pairs``, which gives what A1111's
+# ``re.findall(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)', line)``
+# gives, in linear time: findall retries that pattern at every character of a long
+# run of words without a colon, which is quadratic (a 128 KB line took 86 s).
+_RE_KEY = re.compile(r"\w[\w \-/]*")
+_RE_QUOTED_VALUE = re.compile(r'\s*("(?:\\.|[^\\"])+")(?:,|$)')
+_RE_PLAIN_VALUE = re.compile(r"\s*([^,]*),?")
 RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
 
 #: Minimum number of ``key: value`` pairs for the last line to count as params.
 MIN_PARAM_PAIRS = 3
+
+#: A last line longer than this is not read as params (it stays prompt text).
+#: A1111 has no limit; real params lines are well under 4 KB, and the cap bounds
+#: the work an untrusted image or API field can cause.
+MAX_PARAMS_LINE_CHARS = 65536
 
 #: Defaults A1111's parse_generation_parameters fills in for missing keys.
 #: A1111 uses ints/bools for a few of these (0, 32, False); here all are strings.
@@ -319,6 +331,26 @@ def _restore_old_hires_fix(res: dict[str, str]) -> None:
     res["Hires resize-1"], res["Hires resize-2"] = str(width), str(height)
 
 
+def param_pairs(line: str) -> list[tuple[str, str]]:
+    """The ``(key, raw value)`` pairs of a params line, as A1111's regex finds them.
+
+    Keys are a word character then word characters, spaces, ``-`` or ``/``, ended
+    by ``:``; a value is a JSON string followed by ``,`` or the end, else the text
+    up to the next ``,``. A key-like run that does not end in ``:`` is skipped
+    whole (the old regex retried it from each of its characters).
+    """
+    pairs: list[tuple[str, str]] = []
+    pos = 0
+    while (key := _RE_KEY.search(line, pos)) is not None:
+        pos = key.end()
+        if pos - key.start() < 2 or not line.startswith(":", pos):
+            continue
+        value = _RE_QUOTED_VALUE.match(line, pos + 1) or _RE_PLAIN_VALUE.match(line, pos + 1)
+        pairs.append((key.group(), value.group(1)))
+        pos = value.end()
+    return pairs
+
+
 def parse_infotext(text: str, *, defaults: bool = True, split_sampler: bool = True) -> dict[str, str]:
     """Parse an infotext like A1111's ``parse_generation_parameters``.
 
@@ -336,9 +368,10 @@ def parse_infotext(text: str, *, defaults: bool = True, split_sampler: bool = Tr
     done_with_prompt = False
 
     *lines, lastline = (text or "").strip().split("\n")
-    if len(RE_PARAM.findall(lastline)) < MIN_PARAM_PAIRS:
+    pairs = param_pairs(lastline) if len(lastline) <= MAX_PARAMS_LINE_CHARS else []
+    if len(pairs) < MIN_PARAM_PAIRS:
         lines.append(lastline)
-        lastline = ""
+        pairs = []
 
     for line in lines:
         line = line.strip()
@@ -350,7 +383,7 @@ def parse_infotext(text: str, *, defaults: bool = True, split_sampler: bool = Tr
         else:
             prompt += ("" if prompt == "" else "\n") + line
 
-    for key, value in RE_PARAM.findall(lastline):
+    for key, value in pairs:
         if not value:  # A1111 fails on v[0] here and drops the key
             continue
         if value[0] == '"' and value[-1] == '"':
