@@ -22,7 +22,11 @@ Names can only select files that dynamicprompts found under the folder: a name
 is a lookup key in the tree it builds, never a path that is opened; names with
 ``..``, a leading ``/``, ``~``, a drive letter or NUL are rejected up front.
 ``read``/``write``/``delete`` resolve names the same way and refuse anything
-that resolves outside the folder (symlinks included).
+that resolves outside the folder (symlinks included). Expansion sees the same
+files: the tree of names is built from the folder's files whose real path
+(symlinks resolved) stays inside the real folder, so ``__linkdir/secret__``
+with ``linkdir`` a symlink to another folder is "not found"; each real folder is
+walked once, so symlink loops cannot make the walk explode.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from pathlib import Path
 
 from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPromptGenerator
 from dynamicprompts.wildcards import WildcardManager
+from dynamicprompts.wildcards.tree import WildcardTree
+# private helper (dynamicprompts is pinned): name + collection(s) of one .txt/.json/.yaml file, as its own walk does
+from dynamicprompts.wildcards.tree.build import _get_wildcard_collections_from_path
 
 from webui.engine.requests import RequestError
 from webui.settings import atomic_write_text
@@ -74,12 +81,41 @@ def _check_name(name: str) -> str:
     return unified
 
 
+def _files_inside(root: Path):
+    """The files under ``root`` (symlinks followed) whose real path is inside the real ``root``; hidden folders
+    skipped like dynamicprompts does, and each real folder walked once (no symlink loops)."""
+    real_root = root.resolve()
+    seen: set[Path] = set()
+    for dirname, dirnames, filenames in os.walk(root, followlinks=True):
+        real_dir = Path(dirname).resolve()
+        if real_dir in seen or not real_dir.is_relative_to(real_root):
+            dirnames[:] = []
+            continue
+        seen.add(real_dir)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            path = Path(dirname) / filename
+            if path.resolve().is_relative_to(real_root):
+                yield path
+
+
 class _CheckedManager(WildcardManager):
-    """A WildcardManager that reports unsafe names and missing wildcards instead of ignoring them."""
+    """A WildcardManager that reports unsafe names and missing wildcards instead of ignoring them, and only sees
+    files that really are inside its folder."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.requested: list[str] = []
+
+    @property
+    def tree(self) -> WildcardTree:
+        if self._tree is None:
+            found = {}
+            if self._path is not None and self._path.is_dir():
+                for path in _files_inside(self._path):
+                    found.update(_get_wildcard_collections_from_path(file_path=path, root_path=self._path))
+            self._tree = WildcardTree.from_map(found)
+        return self._tree
 
     def get_values(self, wildcard: str):
         name = _check_name(wildcard)
