@@ -51,6 +51,12 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api", action="store_true", help="also serve the REST API (/sdapi/v1, docs at /docs)")
     g.add_argument("--api-auth", help="HTTP Basic log-in for the API only: user:pass[,user2:pass2]")
     g.add_argument("--nowebui", action="store_true", help="serve only the REST API, no web UI")
+    g.add_argument("--cors-allow-origins", help="comma-separated origins (http://host:port) whose pages may call "
+                   "this server from a browser")
+    g.add_argument("--cors-allow-origins-regex", help="origins matching this regular expression may too")
+    g.add_argument("--freeze-settings", action="store_true", help="settings cannot be changed from the UI or API")
+    g.add_argument("--hide-ui-dir-config", action="store_true", help="folders cannot be changed from the UI "
+                   "(always so with --listen or --share)")
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
@@ -66,6 +72,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
         changes["outputs_dir"] = args.outdir
     if args.checkpoint_cache is not None:
         changes["checkpoint_cache_size"] = args.checkpoint_cache
+    flag = lambda name: bool(getattr(args, name, False))  # noqa: E731 - server flags; `generate` has none
+    changes["freeze_settings"] = flag("freeze_settings")
+    changes["lock_folders"] = flag("hide_ui_dir_config") or flag("listen") or flag("share")
     return s.with_overrides(**changes), notice
 
 

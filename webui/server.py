@@ -70,55 +70,79 @@ def loud(lines: list[str]) -> None:
 
 
 def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth: Credentials):
-    """The FastAPI app with the API (when asked) and the UI mounted; also returns the UI context (or None)."""
+    """The FastAPI app with the API (when asked) and the UI mounted, behind the web guard; also returns the UI
+    context (or None)."""
     from fastapi import FastAPI
+    from starlette.middleware.cors import CORSMiddleware
 
-    app = FastAPI(title="Latent Studio", docs_url="/docs" if (args.api or args.nowebui) else None,
-                  redoc_url=None, openapi_url="/openapi.json" if (args.api or args.nowebui) else None)
-    if args.api or args.nowebui:
+    from webui.web_guard import GuardConfig, WebGuard
+
+    api = bool(args.api or args.nowebui)
+    app = FastAPI(title="Latent Studio", docs_url="/docs" if api else None, redoc_url=None,
+                  openapi_url="/openapi.json" if api else None)
+    if api:
         try:
             from webui.api import mount_api
         except ImportError as exc:
             raise FlagError(f"the REST API is not available in this build ({exc})") from exc
         mount_api(app, engine, auth=api_auth or None)
     mount_extension_routes(app, engine, api_auth or None)
+    origins = [o.strip() for o in (getattr(args, "cors_allow_origins", None) or "").split(",") if o.strip()]
+    regex = getattr(args, "cors_allow_origins_regex", None)
+    # Only the listed origins get CORS answers. Present on the parent app, it also stops Gradio's own CORS
+    # middleware, which answers every localhost origin with credentials.
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=regex, allow_credentials=True,
+                       allow_methods=["*"], allow_headers=["*"])
+    guard = GuardConfig(ui_auth=ui_auth, api_auth=api_auth, outputs_root=engine.settings.outputs_path,
+                        cors_origins=origins, cors_regex=regex)
     ctx = None
     if not args.nowebui:
-        import gradio as gr
-
-        from webui.ui import CSS, HEAD, THEME, UiContext, build_ui
-
-        ctx = UiContext(engine, notice=notice, exposed=bool(args.listen or args.share))
-        blocks = build_ui(ctx)
-        blocks.queue(default_concurrency_limit=4, max_size=max(64, engine.settings.queue_size * 4))
-        settings = engine.settings
-        private = [settings.models_root, settings.cache_path, settings.settings_file, settings.embeddings_path,
-                   *settings.checkpoint_dirs, *settings.lora_search_dirs, *settings.vae_search_dirs]
-        gr.mount_gradio_app(
-            app, blocks, path="/", auth=ui_auth or None, auth_message="Latent Studio: please log in",
-            allowed_paths=[str(settings.outputs_path)], blocked_paths=[str(p) for p in private],
-            max_file_size=MAX_UPLOAD, show_error=True, ssr_mode=False, theme=THEME, css=CSS, head=HEAD,
-            footer_links=[],  # Gradio's own API page lists nothing useful: the REST API lives at /docs
-        )
+        ctx = _mount_ui(app, engine, notice, args, ui_auth)
+        guard.gradio_app = _gradio_app(app)
+    app.add_middleware(WebGuard, config=guard)
     return app, ctx
+
+
+def _mount_ui(app, engine, notice: str | None, args, ui_auth: Credentials):
+    import gradio as gr
+
+    from webui.ui import CSS, HEAD, THEME, UiContext, build_ui
+
+    ctx = UiContext(engine, notice=notice, exposed=bool(args.listen or args.share))
+    blocks = build_ui(ctx)
+    blocks.queue(default_concurrency_limit=4, max_size=max(64, engine.settings.queue_size * 4))
+    settings = engine.settings
+    private = [settings.models_root, settings.cache_path, settings.settings_file, settings.embeddings_path,
+               *settings.checkpoint_dirs, *settings.lora_search_dirs, *settings.vae_search_dirs]
+    gr.mount_gradio_app(
+        app, blocks, path="/", auth=ui_auth or None, auth_message="Latent Studio: please log in",
+        allowed_paths=[str(settings.outputs_path)], blocked_paths=[str(p) for p in private],
+        max_file_size=MAX_UPLOAD, show_error=True, ssr_mode=False, theme=THEME, css=CSS, head=HEAD,
+        footer_links=[],  # Gradio's own API page lists nothing useful: the REST API lives at /docs
+    )
+    return ctx
+
+
+def _gradio_app(app):
+    """The Gradio app mounted at "/" (it holds the log-in tokens)."""
+    for route in app.routes:
+        if hasattr(getattr(route, "app", None), "tokens"):
+            return route.app
+    return None
 
 
 def basic_auth_dependency(credentials: Credentials):
     """FastAPI dependency: HTTP Basic with one of `credentials`, else 401."""
-    import secrets
-
     from fastapi import Depends, HTTPException
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+    from webui.auth import credentials_match
 
     scheme = HTTPBasic(auto_error=False)
 
     def check(given: HTTPBasicCredentials | None = Depends(scheme)) -> None:
-        if given is not None:
-            for user, password in credentials:
-                if (secrets.compare_digest(given.username.encode(), user.encode())
-                        and secrets.compare_digest(given.password.encode(), password.encode())):
-                    return
-        raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+        if given is None or not credentials_match(credentials, given.username, given.password):
+            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
 
     return Depends(check)
 

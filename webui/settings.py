@@ -6,6 +6,7 @@ User-editable defaults are saved as YAML, atomically, with a backup of the previ
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
@@ -51,6 +52,10 @@ class Settings:
     api_always_save: bool = False  # save API images even when the request says save_images=false
     max_combinations: int = 100  # wildcard combinatorial mode: at most this many images
     preview_every: int = 5  # live preview every N steps (0 = off); a cheap latent -> RGB map
+    # who may change settings while running (from flags, never from the file): --freeze-settings freezes all;
+    # folders are also locked when the server is reachable from other machines or with --hide-ui-dir-config
+    freeze_settings: bool = False
+    lock_folders: bool = False
 
     # ---- derived folders -------------------------------------------------------------------------------
     @property
@@ -102,15 +107,146 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-# Fields the user may change from the settings file / Settings tab (folders and device come from flags).
-EDITABLE = (
-    "checkpoint_cache_size", "max_image_side", "default_sampler", "default_scheduler", "default_steps",
-    "default_cfg_scale", "save_images", "outputs_dir", "queue_size", "preview_every", "max_combinations", "api_always_save",
-)
+# Fields the user may change from the settings file / Settings tab / API options (folders and device come from
+# flags), each with its check. One table, so the file, the UI and the API accept exactly the same values.
+class SettingError(ValueError):
+    """A setting value that is refused; the message names the setting."""
+
+
+def _int(lo: int, hi: int):
+    def check(name: str, value, settings: "Settings") -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value or not lo <= value <= hi:
+            raise SettingError(f"{name}: must be a whole number, at least {lo} and at most {hi} (got {value!r})")
+        return int(value)
+    return check
+
+
+def _float(lo: float, hi: float):
+    def check(name: str, value, settings: "Settings") -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not lo <= value <= hi:
+            raise SettingError(f"{name}: must be a number, at least {lo:g} and at most {hi:g} (got {value!r})")
+        return float(value)
+    return check
+
+
+def _bool(name: str, value, settings: "Settings") -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(f"{name}: expected true or false (got {value!r})")
+    return value
+
+
+def _choice(names_of):
+    def check(name: str, value, settings: "Settings") -> str:
+        names = names_of()
+        if not isinstance(value, str) or value not in names:
+            raise SettingError(f"{name}: expected one of {', '.join(names)} (got {value!r})")
+        return value
+    return check
+
+
+def _samplers() -> list[str]:
+    from webui.engine.samplers import sampler_names  # imports diffusers: only when a sampler is checked
+
+    return sampler_names()
+
+
+def _schedules() -> list[str]:
+    from webui.engine.samplers import schedule_names
+
+    return schedule_names()
+
+
+# Folders that must never become the outputs folder: the app serves image files from it to the browser.
+_SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/root/.ssh", "/run", "/sbin", "/sys", "/usr",
+                "/var/lib", "/var/log", "C:/Windows", "C:/Program Files")
+
+
+def _outputs_dir(name: str, value, settings: "Settings") -> Path | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None  # the default: outputs/ in the data folder
+    if not isinstance(value, (str, Path)) or "\x00" in str(value):
+        raise SettingError(f"{name}: expected a folder path (got {value!r})")
+    path = Path(str(value).strip()).expanduser()
+    real = (path if path.is_absolute() else Path(settings.data_dir) / path).resolve()
+    # never the data folder, home or a parent of them; never in or above a model folder or the app's cache
+    holders = [Path(settings.data_dir), Path.home()]
+    private = [settings.models_root, settings.embeddings_path, settings.cache_path, *settings.checkpoint_dirs,
+               *settings.lora_search_dirs, *settings.vae_search_dirs]
+    for folder in [f.resolve() for f in holders + private]:
+        if real == folder or real in folder.parents:
+            raise SettingError(f"{name}: {path} would expose {folder}; choose a folder of its own for images")
+    for folder in [f.resolve() for f in private]:
+        if folder in real.parents:
+            raise SettingError(f"{name}: {path} is inside {folder}; choose a folder of its own for images")
+    system = [Path(d) for d in _SYSTEM_DIRS]
+    if real == Path(real.anchor) or any(real == d or d in real.parents for d in system):
+        raise SettingError(f"{name}: {path} is a system folder; choose a folder of its own for images")
+    return path
+
+
+RULES = {
+    "checkpoint_cache_size": _int(1, 64),
+    "max_image_side": _int(64, 16384),
+    "default_sampler": _choice(_samplers),
+    "default_scheduler": _choice(_schedules),
+    "default_steps": _int(1, 1000),
+    "default_cfg_scale": _float(0, 100),
+    "save_images": _bool,
+    "outputs_dir": _outputs_dir,
+    "queue_size": _int(1, 10000),
+    "preview_every": _int(0, 1000),
+    "max_combinations": _int(1, 100000),
+    "api_always_save": _bool,
+}
+EDITABLE = tuple(RULES)
+FOLDER_SETTINGS = ("outputs_dir",)
+RESTART_SETTINGS = ("outputs_dir", "queue_size")  # read once at start (the file server and the queue)
+
+
+class SettingLocked(SettingError):
+    """A change that flags forbid (--freeze-settings, or folders of a server reachable from other machines)."""
+
+
+def check_settings(settings: "Settings", changes: dict) -> dict:
+    """Checked and converted values of `changes`; SettingError naming every bad or unknown one."""
+    out, problems = {}, []
+    for name, value in changes.items():
+        rule = RULES.get(name)
+        if rule is None:
+            problems.append(f"{name}: not a setting that can be changed")
+            continue
+        try:
+            out[name] = rule(name, value, settings)
+        except SettingError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SettingError("; ".join(problems))
+    return out
+
+
+def updated_settings(settings: Settings, changes: dict) -> tuple[Settings, list[str]]:
+    """Check `changes`, save them to the settings file and return (the settings to use now, the names of changed
+    settings that apply after a restart). Nothing is saved or applied when one value is refused."""
+    checked = check_settings(settings, changes)
+    changed = [k for k, v in checked.items() if getattr(settings, k) != v]
+    if settings.freeze_settings and changed:
+        raise SettingLocked(f"settings are frozen (--freeze-settings); not changed: {', '.join(changed)}")
+    locked = [k for k in changed if k in FOLDER_SETTINGS]
+    if settings.lock_folders and locked:
+        raise SettingLocked(f"{', '.join(locked)}: folders can only be changed from the command line or the "
+                            "settings file while the server is reachable from other machines (--listen, --share) "
+                            "or with --hide-ui-dir-config")
+    new = settings.with_overrides(**checked)
+    save_user_settings(new)
+    restart = [k for k in RESTART_SETTINGS if k in changed]
+    return new.with_overrides(**{k: getattr(settings, k) for k in RESTART_SETTINGS}), restart
 
 
 def load_user_settings(settings: Settings) -> tuple[Settings, str | None]:
-    """Apply the YAML settings file on top of `settings`. A corrupt file is moved aside; returns a notice."""
+    """Apply the YAML settings file on top of `settings`. A file that cannot be read is moved aside; a bad value
+    keeps its default and the file is copied aside. Returns the settings and a notice for the user (or None)."""
     path = settings.settings_file
     if not path.exists():
         return settings, None
@@ -118,12 +254,25 @@ def load_user_settings(settings: Settings) -> tuple[Settings, str | None]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError("top level is not a mapping")
-        changes = {k: v for k, v in data.items() if k in EDITABLE}
-        return settings.with_overrides(**changes), None
     except (yaml.YAMLError, ValueError, TypeError, UnicodeDecodeError) as exc:
         moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
         os.replace(path, moved)
         return settings, f"Settings file {path} could not be read ({exc}); moved to {moved.name}, using defaults."
+    changes, problems = {}, []
+    for name, value in data.items():
+        if name not in RULES:
+            continue  # e.g. written by a newer version; kept out of the way, not an error
+        try:
+            changes.update(check_settings(settings, {name: value}))
+        except SettingError as exc:
+            problems.append(str(exc))
+    if not problems:
+        return settings.with_overrides(**changes), None
+    kept = path.with_name(f"{path.name}.invalid-{int(time.time())}")
+    shutil.copy2(path, kept)
+    return settings.with_overrides(**changes), (
+        f"Settings file {path}: {'; '.join(problems)}. Using the default for {'that' if len(problems) == 1 else 'those'}"
+        f" (the file as it was is kept as {kept.name}).")
 
 
 def save_user_settings(settings: Settings) -> None:

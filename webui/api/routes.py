@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from webui.api import registries, schemas, translate
 from webui.api.errors import ApiError, ApiRoute
 from webui.api.images import decode_image, encode_png, image_text_items, upscale, upscaler_filter
 from webui.api.options import ApiOptions
+from webui.auth import credentials_match
 from webui.engine.infotext import parse_infotext
 from webui.engine.samplers import SAMPLERS, schedule_names
 
@@ -30,17 +30,10 @@ MAX_BODY_BYTES = 256 * 1024 * 1024
 
 def _basic_auth(credentials: list[tuple[str, str]]):
     scheme = HTTPBasic(auto_error=False)
-    pairs = [(u.encode(), p.encode()) for u, p in credentials]
 
     def check(given: HTTPBasicCredentials | None = Depends(scheme)) -> None:
-        if given is not None:
-            user, password = given.username.encode(), given.password.encode()
-            ok = False
-            for u, p in pairs:  # compare against every pair: timing does not tell which user exists
-                ok |= secrets.compare_digest(user, u) & secrets.compare_digest(password, p)
-            if ok:
-                return
-        raise ApiError(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+        if given is None or not credentials_match(credentials, given.username, given.password):
+            raise ApiError(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
 
     return check
 

@@ -24,7 +24,7 @@ from webui.engine.prompts.wildcards import WildcardExpander
 from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
 from webui.engine.samplers import SamplerError, resolve
 from webui.extensions import ExtensionManager, ImageContext
-from webui.settings import Settings
+from webui.settings import Settings, updated_settings
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,12 @@ class Engine:
         return self.networks.vaes.refresh() if refresh else self.networks.vaes.list()
 
     def select_vae(self, name: str | None) -> str:
-        """A1111's "SD VAE" option ('Automatic', 'None' or a file name), applied to the active model now."""
-        choice = self.networks.set_vae_choice(name)  # NetworkError (a RequestError) for an unknown name
-        if self.models.active is not None:
-            self.queue.run("vae", lambda state: self.networks.apply_vae(self.models.active))
-        return choice
+        """A1111's "SD VAE" option ('Automatic', 'None' or a file name), applied to the active model now. An unknown
+        name or a file that fails to load raises NetworkError (a RequestError) and the previous VAE stays."""
+        choice = self.networks.vaes.validate(name)  # an unknown name fails before the queue
+        if self.models.active is None:
+            return self.networks.set_vae_choice(choice)
+        return self.queue.run("vae", lambda state: self.networks.set_vae_choice(choice, self.models.active))
 
     # ---- prompts -------------------------------------------------------------------------------------
     def token_count(self, text: str) -> tuple[int, int]:
@@ -194,7 +195,8 @@ class Engine:
             images = run_batch(model, self.device, choice, batch, steps=req.steps, cfg_scale=req.cfg_scale,
                                width=width, height=height, subseed_strength=req.subseed_strength,
                                denoising_strength=req.denoising_strength, clip_skip=req.clip_skip, state=state,
-                               eta=req.eta, on_step=self._previewer(model))
+                               eta=req.eta, on_step=self._previewer(model),
+                               in_use=f"checkpoint {model.title}, {nets.describe()}", warnings=result.warnings)
             if images is None:
                 if state.skipped and not state.interrupted:
                     state.skipped = False
@@ -233,6 +235,15 @@ class Engine:
             self.extensions.call("step", state, step_index, latents)
 
         return on_step
+
+    def update_settings(self, changes: dict) -> list[str]:
+        """The one way to change settings while running (Settings tab, POST /sdapi/v1/options): checked against
+        one table, saved to the settings file, applied at once where possible. Returns the changed settings that
+        apply after a restart. SettingError (SettingLocked for frozen or locked ones) names what was refused."""
+        self.settings, restart = updated_settings(self.settings, changes)
+        self.models.set_cache_size(self.settings.checkpoint_cache_size)
+        self.wildcards.max_combinations = self.settings.max_combinations
+        return restart
 
     def request_defaults(self, **fields) -> GenerationRequest:
         """A request filled with the user's defaults (sampler, steps, CFG)."""

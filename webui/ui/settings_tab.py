@@ -5,16 +5,13 @@ the queue size apply after a restart (the file server and the queue are set up a
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import gradio as gr
 
 from webui.engine.samplers import sampler_names, schedule_names
-from webui.settings import EDITABLE, save_user_settings
+from webui.settings import EDITABLE, SettingError
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel
-
-RESTART_FIELDS = ("outputs_dir", "queue_size")
 
 
 def _msg(text: str, kind: str = "ok") -> str:
@@ -22,52 +19,28 @@ def _msg(text: str, kind: str = "ok") -> str:
 
 
 def apply_settings(ctx: UiContext, values: dict) -> tuple[str, str]:
-    """Validate, save and apply; returns (message, kind)."""
-    engine = ctx.engine
+    """Check, save and apply through the engine; returns (message, kind)."""
     changes = {k: v for k, v in values.items() if k in EDITABLE}
     try:
-        for k in ("checkpoint_cache_size", "max_image_side", "default_steps", "queue_size", "preview_every",
-                  "max_combinations"):
-            if k in changes:
-                changes[k] = int(changes[k])
-        changes["default_cfg_scale"] = float(changes["default_cfg_scale"])
-        for k in ("save_images", "api_always_save"):
-            if k in changes:
-                changes[k] = bool(changes[k])
-        out = (changes.get("outputs_dir") or "").strip()
-        changes["outputs_dir"] = Path(out) if out else None
-    except (TypeError, ValueError, KeyError) as exc:
-        return f"Invalid value: {exc}", "error"
-    problems = []
-    if changes["checkpoint_cache_size"] < 1:
-        problems.append("checkpoints kept in RAM must be at least 1")
-    if not 64 <= changes["max_image_side"] <= 16384:
-        problems.append("largest image side must be between 64 and 16384")
-    if not 1 <= changes["default_steps"] <= 1000:
-        problems.append("steps must be between 1 and 1000")
-    if not 1 <= changes["queue_size"] <= 10000:
-        problems.append("queue size must be between 1 and 10000")
-    if not 0 <= changes.get("preview_every", 0) <= 1000:
-        problems.append("preview interval must be between 0 (off) and 1000 steps")
-    if not 1 <= changes.get("max_combinations", 1) <= 100000:
-        problems.append("wildcard combinations must be between 1 and 100000")
-    if problems:
-        return "Not saved: " + "; ".join(problems), "error"
-    old = engine.settings
-    new = old.with_overrides(**changes)
-    try:
-        save_user_settings(new)
+        restart = ctx.engine.update_settings(changes)
+    except SettingError as exc:
+        return f"Not saved: {exc}", "error"
     except OSError as exc:
-        return f"Could not write {new.settings_file}: {exc}", "error"
-    restart = [k for k in RESTART_FIELDS if getattr(old, k) != getattr(new, k)]
-    # apply what can change while running; the rest waits for a restart
-    live = new.with_overrides(**{k: getattr(old, k) for k in RESTART_FIELDS})
-    engine.settings = live
-    engine.models.set_cache_size(new.checkpoint_cache_size)
-    msg = f"Saved to {new.settings_file} (previous version kept as {new.settings_file.name}.bak)"
+        return f"Could not write {ctx.engine.settings.settings_file}: {exc}", "error"
+    path = ctx.engine.settings.settings_file
+    msg = f"Saved to {path} (previous version kept as {path.name}.bak)"
     if restart:
         msg += f". Restart to apply: {', '.join(restart)}"
     return msg, "ok"
+
+
+def _folder_hint(s) -> str:
+    if s.freeze_settings:
+        return "Settings are frozen (--freeze-settings)"
+    if s.lock_folders:
+        return "Set on the command line (--outdir) or in the settings file: the server is reachable from other " \
+               "machines (--listen, --share) or started with --hide-ui-dir-config"
+    return "Empty = outputs/ in the data folder (applies after a restart)"
 
 
 def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
@@ -100,12 +73,14 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                                        label="Save API images even when a request asks not to")
                 outputs_dir = gr.Textbox(value=str(s.outputs_dir or ""), label="Outputs folder",
                                          placeholder=str(s.outputs_path), elem_id="settings_outputs_dir",
-                                         info="Empty = outputs/ in the data folder (applies after a restart)")
+                                         interactive=not (s.lock_folders or s.freeze_settings),
+                                         info=_folder_hint(s))
                 cache = gr.Number(value=s.checkpoint_cache_size, precision=0, label="Checkpoints kept in RAM",
                                   elem_id="settings_cache_size")
                 queue_size = gr.Number(value=s.queue_size, precision=0, label="Queue size (jobs waiting)",
                                        elem_id="settings_queue_size", info="Applies after a restart")
-                save_btn = gr.Button("Save settings", variant="primary", elem_id="settings_save")
+                save_btn = gr.Button("Save settings", variant="primary", elem_id="settings_save",
+                                     interactive=not s.freeze_settings)
                 message = gr.HTML("", elem_id="settings_message", js_on_load=None)
                 gr.HTML(f'<div class="ls-hint">Settings file: {html.escape(str(s.settings_file))}<br>'
                         f'Device: {html.escape(ctx.engine.device.describe())}</div>', js_on_load=None)
