@@ -1,6 +1,9 @@
 """Typed requests and results. Field names follow A1111's API where one exists."""
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,9 +12,49 @@ from PIL import Image
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
 
+#: Longest prompt / negative prompt, in characters. A1111 has no hard cap, but past CLIP's 75-token chunks a giant
+#: prompt only costs time (a 1 MB prompt held the worker for 157 s); 32768 characters is far more than any real
+#: prompt (thousands of tokens) and encodes in well under a second.
+MAX_PROMPT_CHARS = 32768
+#: Largest seed: a signed 64-bit integer, so that seed + image index stays within what torch.manual_seed takes
+#: (2**64 - 1) and within int64 wherever a seed is stored. A1111's random seeds are below 2**32.
+MAX_SEED_VALUE = 2**63 - 1
+
 
 class RequestError(ValueError):
     """Bad input from the user: reported as is, nothing else happens."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON can carry them, UTF-8 cannot
+
+
+def check_text(name: str, value: object, max_chars: int = MAX_PROMPT_CHARS) -> None:
+    """RequestError naming ``name`` unless ``value`` is a string of at most ``max_chars`` characters that can be
+    encoded as UTF-8 (a lone surrogate, e.g. JSON "\\ud800", cannot: it would fail later, deep in a job)."""
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be text (got {type(value).__name__})")
+    if len(value) > max_chars:
+        raise RequestError(f"{name} is too long ({len(value)} characters; at most {max_chars})")
+    bad = _SURROGATE.search(value)
+    if bad is not None:
+        raise RequestError(f"{name} contains a lone surrogate (U+{ord(bad.group()):04X} at position {bad.start()}), "
+                           f"which is not valid Unicode text")
+
+
+def _check_number(name: str, value: object, lo: float = -math.inf, hi: float = math.inf) -> None:
+    """RequestError naming ``name`` unless ``value`` is a finite number in [lo, hi] (checked explicitly: NaN fails
+    every comparison, so a test like ``value < lo or value > hi`` lets it through)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        bounds = f" between {lo:g} and {hi:g}" if math.isfinite(lo) and math.isfinite(hi) else ""
+        raise RequestError(f"{name} must be a finite number{bounds} (got {value!r})")
+
+
+def _check_seed(name: str, value: object, n_images: int) -> None:
+    """Image k of a job uses seed + k: the last one must still be a valid seed."""
+    top = MAX_SEED_VALUE - (n_images - 1)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -1 <= value <= top:
+        raise RequestError(f"{name} must be -1 (random) or an integer from 0 to {top} (got {value!r})")
 
 
 @dataclass
@@ -63,16 +106,20 @@ class GenerationRequest:
                 raise RequestError(f"{name} must be between 64 and {max_side} (got {v})")
             if v % 8:
                 raise RequestError(f"{name} must be a multiple of 8 (got {v})")
-        if not 0.0 <= self.subseed_strength <= 1.0:
-            raise RequestError("subseed_strength must be between 0 and 1")
-        if self.is_img2img and not 0.0 <= self.denoising_strength <= 1.0:
-            raise RequestError("denoising_strength must be between 0 and 1")
+        check_text("prompt", self.prompt)
+        check_text("negative_prompt", self.negative_prompt)
+        for name in ("seed", "subseed"):
+            _check_seed(name, getattr(self, name), self.batch_size * self.n_iter)
+        _check_number("subseed_strength", self.subseed_strength, 0.0, 1.0)
+        if self.is_img2img:
+            _check_number("denoising_strength", self.denoising_strength, 0.0, 1.0)
+        if self.eta is not None:
+            _check_number("eta", self.eta)
         if self.resize_mode not in range(len(RESIZE_MODES)):
             raise RequestError(f"resize_mode must be one of 0..{len(RESIZE_MODES) - 1} ({', '.join(RESIZE_MODES)})")
         if self.clip_skip < 1 or self.clip_skip > 12:
             raise RequestError("clip_skip must be between 1 and 12")
-        if self.cfg_scale < 0 or self.cfg_scale > 100:
-            raise RequestError("cfg_scale must be between 0 and 100")
+        _check_number("cfg_scale", self.cfg_scale, 0.0, 100.0)
 
 
 @dataclass
