@@ -1,6 +1,7 @@
 """Running one request on the loaded model: diffusers pipelines sharing the model's components, our own noise
 (seeds, variation seeds), one step callback (progress, interrupt, skip, prompt schedules), and a VAE decode that
-recovers from fp16 NaNs."""
+recovers from fp16 NaNs. NaN/Inf that cannot be recovered from (a broken checkpoint, LoRA or VAE) fail the batch
+with `NonFiniteOutputError` instead of coming out as black images."""
 from __future__ import annotations
 
 import logging
@@ -28,6 +29,16 @@ PIPELINES = {
     ("sdxl", "img2img"): "StableDiffusionXLImg2ImgPipeline",
     ("sdxl", "inpaint"): "StableDiffusionXLInpaintPipeline",
 }
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The model produced NaN/Inf values that would be black images (all-NaN or overflowing weights in the
+    checkpoint, a LoRA or the VAE; or an fp16 overflow). ``str(err)`` is a message for the user."""
+
+
+#: An image with a larger share of non-finite values fails the batch (it would be mostly black); a smaller share
+#: (a local fp16 overflow) is drawn black there and reported as a warning.
+MAX_NONFINITE_SHARE = 0.5
 
 
 @dataclass
@@ -124,8 +135,11 @@ def prompt_encoder(model: LoadedModel) -> PromptEncoder:
 def run_batch(model: LoadedModel, device: DeviceConfig, choice: SamplerChoice, batch: Batch, *, steps: int,
               cfg_scale: float, width: int, height: int, subseed_strength: float, denoising_strength: float,
               clip_skip: int, state: JobState, eta: float | None = None,
-              on_step: Callable | None = None) -> list[Image.Image] | None:
-    """Images of one batch, or None when the batch was skipped or interrupted before finishing."""
+              on_step: Callable | None = None, in_use: str = "",
+              warnings: list[str] | None = None) -> list[Image.Image] | None:
+    """Images of one batch, or None when the batch was skipped or interrupted before finishing. Raises
+    NonFiniteOutputError (naming `in_use`: the checkpoint, LoRAs and VAE) when the model produced NaN/Inf;
+    appends to `warnings` when a few pixels had to be drawn black."""
     kind = "txt2img"
     if batch.init_images:
         kind = "inpaint" if (batch.mask is not None or model.spec.inpaint) else "img2img"
@@ -162,7 +176,8 @@ def run_batch(model: LoadedModel, device: DeviceConfig, choice: SamplerChoice, b
     out = pipe(**args)
     if state.interrupted or state.skipped:
         return None
-    images = decode_latents(model, out.images, device)
+    check_latents(out.images, in_use or model.title, device.dtype)
+    images = decode_latents(model, out.images, device, in_use=in_use or model.title, warnings=warnings)
     if kind == "inpaint" and batch.mask is not None and batch.init_images:
         images = [_paste_unmasked(img, init, batch.mask) for img, init in zip(images, batch.init_images)]
     return images
@@ -174,10 +189,45 @@ def _call_params(pipe) -> set[str]:
     return set(inspect.signature(type(pipe).__call__).parameters)
 
 
+def check_latents(latents: torch.Tensor, in_use: str, dtype: torch.dtype) -> None:
+    """Sampled latents with any NaN/Inf: the VAE's convolutions and group norms spread it over the whole image, so
+    no pixel would survive - fail now, naming what was in use."""
+    bad = int((~torch.isfinite(latents.flatten(1))).any(dim=1).sum())
+    if bad:
+        hint = "try --no-half (fp32), " if dtype in (torch.float16, torch.bfloat16) else ""
+        raise NonFiniteOutputError(
+            f"The model produced NaN/Inf values while sampling ({_which(bad, len(latents))}), which would be black "
+            f"images; in use: {in_use}. A checkpoint or LoRA with broken (NaN) or overflowing weights causes this: "
+            f"{hint}lower the LoRA weights, or use another checkpoint or LoRA.")
+
+
+def _which(bad: int, total: int) -> str:
+    return "every image" if bad == total else f"{bad} of {total} images"
+
+
+def screen_image(img: torch.Tensor, in_use: str, warnings: list[str] | None) -> torch.Tensor:
+    """A decoded image (-1..1) with no NaN/Inf left: mostly non-finite fails, a few values are drawn black and
+    reported (to_pil would silently turn them into 0 anyway)."""
+    finite = torch.isfinite(img)
+    if bool(finite.all()):
+        return img
+    share = 1.0 - float(finite.float().mean())
+    if share > MAX_NONFINITE_SHARE:
+        raise NonFiniteOutputError(
+            f"The VAE produced NaN/Inf values for {share:.0%} of an image, which would be a black image; in use: "
+            f"{in_use}. A VAE with broken (NaN) or overflowing weights causes this: choose another VAE "
+            f"(\"None\" uses the checkpoint's own).")
+    msg = f"The VAE produced NaN/Inf values for {share:.1%} of an image; those pixels are black"
+    if warnings is not None and msg not in warnings:
+        warnings.append(msg)
+    return torch.nan_to_num(img, nan=-1.0, posinf=1.0, neginf=-1.0)
+
+
 @torch.no_grad()
-def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConfig) -> list[Image.Image]:
+def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConfig, *, in_use: str = "",
+                   warnings: list[str] | None = None) -> list[Image.Image]:
     """Decode one image at a time (VAE slicing); tiled for big images; an fp16 VAE that produces NaNs is upcast
-    to fp32 and the decode retried (A1111's automatic --no-half-vae)."""
+    to fp32 and the decode retried (A1111's automatic --no-half-vae). NaN/Inf left after that: `screen_image`."""
     vae = model.components["vae"]
     side = max(latents.shape[-2:]) * 8
     if side > device.vae_tiling_side:
@@ -187,12 +237,12 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConf
     out = []
     for lat in latents:
         img = _decode_one(vae, lat[None])
-        if torch.isnan(img).any() and vae.dtype == torch.float16:
+        if not bool(torch.isfinite(img).all()) and vae.dtype == torch.float16:
             log.warning("VAE produced NaNs in fp16; switching this VAE to fp32")
             model.extras["vae_upcast"] = True
             vae.to(torch.float32)
             img = _decode_one(vae, lat[None])
-        out.append(to_pil(img)[0])
+        out.append(to_pil(screen_image(img, in_use or model.title, warnings))[0])
     return out
 
 

@@ -25,6 +25,19 @@ class UnsupportedNetworkError(NetworkError):
     """The file is in a format this app cannot apply (e.g. LoHa)."""
 
 
+def check_finite(kind: str, path: Path, state_dict: dict) -> None:
+    """Refuse a file holding NaN/Inf weights (a broken download or a diverged training run): applied, it would turn
+    every image black. One `isfinite` pass per tensor, cheap next to reading the file."""
+    import torch
+
+    bad = [k for k, v in state_dict.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise NetworkError(f"{kind} {Path(path).name} is broken: {len(bad)} of its {len(state_dict)} tensors hold "
+                           f"NaN/Inf values ({shown}); it would only produce black images. Use another file.")
+
+
 def family_label(family: str | None) -> str:
     return FAMILY_LABELS.get(family or "", family or "unknown")
 

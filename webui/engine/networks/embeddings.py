@@ -109,6 +109,8 @@ def read_embedding(path: Path) -> Embedding:
             v = v[None]
         if v.ndim != 2 or v.shape[0] < 1:
             raise EmbeddingFileError(f"unexpected tensor shape {tuple(v.shape)}")
+        if not bool(torch.isfinite(v).all()):  # would make the whole prompt's conditioning NaN: a black image
+            raise EmbeddingFileError("broken: its vectors hold NaN/Inf values")
         out[k] = v
     if "clip_l" in out and out["clip_l"].shape[0] != out["clip_g"].shape[0]:
         raise EmbeddingFileError("clip_l and clip_g have different numbers of vectors")

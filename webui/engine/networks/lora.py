@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from webui.engine.networks.common import (
-    NetworkError, StampedCache, addnet_hash, file_stamp, find_preview, not_found_message, read_safetensors_metadata,
-    read_user_metadata, sha256_file, walk_files,
+    NetworkError, StampedCache, addnet_hash, check_finite, file_stamp, find_preview, not_found_message,
+    read_safetensors_metadata, read_user_metadata, sha256_file, walk_files,
 )
 from webui.engine.networks.lora_convert import ConvertedLora, build_module_table, convert_lora
 
@@ -187,6 +187,7 @@ class LoraLibrary:
             sd, _ = read_state_dict(info.path)
         except CheckpointLoadError as exc:
             raise NetworkError(f"LoRA {info.name!r}: " + str(exc).split(": ", 1)[-1]) from exc
+        check_finite("LoRA", info.path, sd)
         self.reads += 1
         meta = info.metadata if info.path.suffix.lower() == ".safetensors" else {}
         return sd, meta

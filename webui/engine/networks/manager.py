@@ -46,6 +46,14 @@ class JobNetworks:
     def vae_hash(self) -> str | None:
         return self.vae.sha256[:10] if self.vae.sha256 else None
 
+    def describe(self) -> str:
+        """The LoRAs fused now and the VAE, for an error message (e.g. the model produced NaN)."""
+        names = {lo.adapter: name for name, lo in self.by_name.items()}
+        tags = [f"<lora:{names.get(a, a)}:{te:g}>" if te == un else f"<lora:{names.get(a, a)}:{te:g}:{un:g}>"
+                for a, te, un in self.loras.applied]
+        vae = f"VAE {self.vae.name}" if self.vae.name else "the checkpoint's own VAE"
+        return (f"LoRA {', '.join(tags)}, " if tags else "no LoRA, ") + vae
+
     def activate(self, networks_per_image: list[list]) -> None:
         """Make the LoRAs of one batch (the union over its images) active with their weights."""
         wanted: dict[str, tuple[LoadedLora, float, float]] = {}
@@ -76,9 +84,16 @@ class NetworkManager:
         self.max_loaded_loras = max_loaded_loras
 
     # ---- VAE -------------------------------------------------------------------------------------------------
-    def set_vae_choice(self, choice: str | None) -> str:
-        self.vae_choice = self.vaes.validate(choice)
-        return self.vae_choice
+    def set_vae_choice(self, choice: str | None, model=None) -> str:
+        """A1111's "SD VAE" option. With a model, the VAE is put into it first and the choice changes only when
+        that worked: a file that fails to load (NetworkError) leaves the previous VAE chosen and in place."""
+        choice = self.vaes.validate(choice)
+        if model is not None:
+            self.apply_vae(model, choice)
+        else:
+            self.vaes.check_file(choice)  # no model to fit it to: at least refuse a file that does not read
+        self.vae_choice = choice
+        return choice
 
     def apply_vae(self, model, choice: str | None = None) -> VaeChoice:
         vae = self.vaes.resolve(choice or self.vae_choice, model)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 
 from webui.engine.checkpoints.loader import assign_weights
-from webui.engine.networks.common import NetworkError, file_stamp, not_found_message, walk_files
+from webui.engine.networks.common import (
+    NetworkError, check_finite, file_stamp, not_found_message, walk_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +150,14 @@ class VaeLibrary:
         model.components["vae"] = cache["module"]
         return True
 
-    def load(self, path: Path, model):
-        """A VAE file as a module shaped like the model's own VAE."""
-        from accelerate import init_empty_weights
-        from diffusers import AutoencoderKL
-        from diffusers.loaders import single_file_utils as sfu
+    def check_file(self, choice: str) -> None:
+        """Read the chosen file when there is no model to put it in yet: one that does not read or holds NaN
+        raises NetworkError now rather than failing every later job."""
+        info = None if self.validate(choice) in (AUTOMATIC, NONE) else self.find(choice)
+        if info is not None:
+            self.read(info.path)
 
+    def read(self, path: Path) -> dict:
         from webui.engine.checkpoints.loader import CheckpointLoadError, read_state_dict
 
         path = Path(path)
@@ -161,6 +165,17 @@ class VaeLibrary:
             sd, _ = read_state_dict(path)
         except CheckpointLoadError as exc:
             raise NetworkError(f"VAE {path.name}: " + str(exc).split(": ", 1)[-1]) from exc
+        check_finite("VAE", path, sd)
+        return sd
+
+    def load(self, path: Path, model):
+        """A VAE file as a module shaped like the model's own VAE."""
+        from accelerate import init_empty_weights
+        from diffusers import AutoencoderKL
+        from diffusers.loaders import single_file_utils as sfu
+
+        path = Path(path)
+        sd = self.read(path)
         self.loads += 1
         own = model.own_vae
         config = dict(own.config)

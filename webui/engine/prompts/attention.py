@@ -14,6 +14,10 @@ A1111 v1.10's rules:
   a marker the encoder turns into a chunk break; the whitespace around it is
   dropped.
 * Adjacent runs with equal weights are merged; an empty prompt is ``[("", 1.0)]``.
+* Unlike A1111, a weight that ends up non-finite (``(x:999...9)`` overflows to
+  Inf, ``((x:0):Inf)`` is NaN) or beyond +-``MAX_WEIGHT`` raises
+  ``PromptWeightError`` naming the text: it would only make NaN conditioning and
+  a black image. (``(x:nan)`` is not a weight in A1111's syntax: it stays text.)
 
 The multiplication order is A1111's (weights are multiplied into the runs
 already collected when a bracket closes), so the floats are bit-identical to
@@ -22,12 +26,20 @@ A1111's: ``(((sky)))`` gives ``1.4641000000000006``.
 
 from __future__ import annotations
 
+import math
 import re
 
-__all__ = ["BREAK", "parse_prompt_attention", "ROUND_MULTIPLIER", "SQUARE_MULTIPLIER"]
+from webui.engine.requests import RequestError
+
+__all__ = ["BREAK", "MAX_WEIGHT", "PromptWeightError", "parse_prompt_attention", "ROUND_MULTIPLIER",
+           "SQUARE_MULTIPLIER"]
 
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
+
+#: The largest emphasis weight accepted. Weights in use are about -2..3; ``((((x:10))))`` is 14.6, and the
+#: emphasis rescaling keeps anything up to 100 finite in fp16, while 1e300 overflows to Inf.
+MAX_WEIGHT = 100.0
 
 #: The chunk-break marker: ``("BREAK", -1.0)`` in the parsed list.
 BREAK = ("BREAK", -1.0)
@@ -50,6 +62,10 @@ _TOKEN = re.compile(
 )
 
 _BREAK_SPLIT = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+
+class PromptWeightError(RequestError):
+    """An emphasis weight that is not finite or too large; ``str(err)`` is a message for the user."""
 
 
 def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
@@ -102,6 +118,7 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
     if not runs:
         runs = [["", 1.0]]
 
+    _check_weights(runs)
     merged: list[list] = [runs[0]]
     for run in runs[1:]:
         if run[1] == merged[-1][1]:
@@ -109,3 +126,10 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
         else:
             merged.append(run)
     return [(str(t), float(w)) for t, w in merged]
+
+
+def _check_weights(runs: list[list]) -> None:
+    for text, weight in runs:
+        if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+            raise PromptWeightError(f"attention weight {weight:g} of {text.strip()[:40]!r} is out of range "
+                                    f"(the weights of nested brackets multiply; at most {MAX_WEIGHT:g})")

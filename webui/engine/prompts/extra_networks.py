@@ -15,11 +15,14 @@ extension):
 * Hypernetwork (``hypernet``): multiplier = 2nd argument or 1.0.
 
 A weight that is not a number raises ``ExtraNetworkError`` (A1111 fails the job
-with a ``ValueError``); the message names the tag.
+with a ``ValueError``); the message names the tag. Unlike A1111, a weight that is
+not finite (``nan``, ``inf``) or beyond +-``MAX_WEIGHT`` is refused too: it can
+only turn the fused model weights into NaN/Inf, i.e. a black image.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -29,6 +32,10 @@ from webui.engine.requests import RequestError
 __all__ = ["ExtraNetwork", "ExtraNetworkError", "extract_extra_networks", "EXTRA_NETWORK_RE"]
 
 EXTRA_NETWORK_RE = re.compile(r"<(\w+):([^>]+)>")
+
+#: The largest multiplier accepted. LoRA weights in use are about -5..5 (sliders up to +-10 or so); at 100 the
+#: LoRA's delta already dwarfs the model's weights, and 1e308 overflows them to Inf.
+MAX_WEIGHT = 100.0
 
 #: Tag kinds that are another name for a known kind.
 ALIASES = MappingProxyType({"lyco": "lora"})
@@ -75,9 +82,13 @@ class ExtraNetwork:
 
 def _number(net: ExtraNetwork, text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except (TypeError, ValueError):
         raise ExtraNetworkError(f"{net.tag or net.name}: {text!r} is not a number") from None
+    if not math.isfinite(value) or abs(value) > MAX_WEIGHT:
+        raise ExtraNetworkError(f"{net.tag or net.name}: weight {text.strip()!r} is out of range "
+                                f"(a finite number between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g})")
+    return value
 
 
 def _integer(net: ExtraNetwork, text: str) -> int:

@@ -252,7 +252,8 @@ def _when_step(node: _Scheduled, steps: int, int_offset: int, flt_offset: float,
         value = (value - flt_offset) * steps
     else:
         value = value - int_offset
-    return min(steps, int(value))
+    # "[a:b:1e400]" is Inf: past the last step like any value above it (int(inf) would raise OverflowError)
+    return int(max(-1.0, min(float(steps), value)))
 
 
 def _walk(node, visit) -> None:
