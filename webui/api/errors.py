@@ -3,13 +3,16 @@ status for bad input and 5xx only for real server faults. The handling is attach
 APIRoute class), so it never changes how the host app (e.g. the Gradio UI) reports its own errors."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable, Coroutine
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+# Starlette's class, not FastAPI's subclass: FastAPI raises the base class itself when a body cannot be parsed
+from starlette.exceptions import HTTPException
 
 from webui.engine.checkpoints.loader import CheckpointLoadError
 from webui.engine.jobs import QueueFullError
@@ -71,16 +74,35 @@ def _clean_errors(errors: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error message may quote the client's text, and a lone
+    surrogate in it ("\\ud800" in the request) cannot be encoded as UTF-8 but can be written as an escape."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, default=str).encode("ascii")
+
+
 def error_response(status: int, kind: str, detail: Any, errors: Any = None, headers: dict | None = None) -> JSONResponse:
     body = {"error": kind, "detail": detail, "body": "", "errors": errors if errors is not None else str(detail)}
-    return JSONResponse(status_code=status, content=body, headers=headers)
+    return AsciiJSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _body_error_detail(exc: HTTPException) -> Any:
+    """FastAPI answers "There was an error parsing the body" for any body json.loads cannot read; say why."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"body: not valid UTF-8 ({cause.reason} at byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "body: JSON nested too deeply"
+    return exc.detail
 
 
 def to_response(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, type(exc).__name__, exc.detail, headers=exc.headers)
     if isinstance(exc, HTTPException):
-        return error_response(exc.status_code, type(exc).__name__, exc.detail, headers=getattr(exc, "headers", None))
+        return error_response(exc.status_code, type(exc).__name__, _body_error_detail(exc),
+                              headers=getattr(exc, "headers", None))
     if isinstance(exc, RequestValidationError):
         errs = list(exc.errors())
         return error_response(422, type(exc).__name__, validation_message(errs), _clean_errors(errs))

@@ -14,6 +14,9 @@ from webui.api.errors import ApiError
 from webui.engine.infotext import png_info_for, read_infotext
 
 MAX_INPUT_PIXELS = 8192 * 8192  # decoded input images; bigger is refused before the pixels are read
+# Each side too: a 1 x 60,000,000 PNG is under the pixel cap but resizing it needs a filter table per output pixel
+# as long as the image (MemoryError, +1.3 GB). 16384 is the largest side WebP allows and well past any real input.
+MAX_INPUT_SIDE = 16384
 MAX_OUTPUT_SIDE = 8192  # extras upscaling
 IMG2IMG_BACKGROUND = (255, 255, 255)  # A1111 img2img_background_color default: transparent areas become white
 
@@ -45,9 +48,10 @@ def decode_image(data: str, field: str = "image") -> Image.Image:
         raise ApiError(422, f"{field}: image too large ({exc})") from None
     except Exception:  # noqa: BLE001 - PIL raises many kinds for garbage
         raise ApiError(422, f"{field}: not a readable image (PNG, JPEG, WebP ...)") from None
-    if image.width * image.height > MAX_INPUT_PIXELS:
+    # Image.open only read the header: refuse by the claimed size before any pixel is decoded
+    if image.width * image.height > MAX_INPUT_PIXELS or max(image.size) > MAX_INPUT_SIDE:
         raise ApiError(422, f"{field}: image too large ({image.width}x{image.height}; at most "
-                            f"{MAX_INPUT_PIXELS // 1_000_000} megapixels)")
+                            f"{MAX_INPUT_PIXELS // 1_000_000} megapixels and {MAX_INPUT_SIDE} pixels a side)")
     try:
         image.load()
     except Exception as exc:  # noqa: BLE001

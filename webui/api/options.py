@@ -26,7 +26,8 @@ def _bool(key: str, value: Any) -> bool:
 
 def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
+        # the range test comes before int(): int(NaN) and int(Infinity) raise (NaN fails every comparison)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi or int(value) != value:
             raise ApiError(422, f"option {key}: expected an integer between {lo} and {hi} (got {value!r})")
         return int(value)
     return check
@@ -121,6 +122,8 @@ class ApiOptions:
         """A valid "SD VAE" choice ('Automatic', 'None' or a VAE file name); 404 naming the unknown one."""
         from webui.engine.networks import NetworkError
 
+        if value is not None and not isinstance(value, str):
+            raise ApiError(422, f"{key}: expected the name of a VAE, 'Automatic' or 'None' (got {value!r})")
         try:
             return self.engine.networks.vaes.validate(value)
         except NetworkError as exc:

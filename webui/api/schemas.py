@@ -7,13 +7,50 @@ firstphase_width/height, for example).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from webui.engine.requests import LONE_SURROGATE
+
+
+def _bad_item(value: Any) -> str | None:
+    """Where inside a field's value (lists and dicts walked, keys too) there is a lone surrogate or a non-finite
+    number, and what; None when there is none. Iterative: the body's nesting depth is the client's choice."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        at = f" at {where.lstrip('.')}" if where else ""
+        if isinstance(item, str):
+            bad = LONE_SURROGATE.search(item)
+            if bad is not None:
+                return (f"a lone surrogate (U+{ord(bad.group()):04X} at position {bad.start()}){at}, which is not "
+                        f"valid Unicode text")
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{item} (numbers must be finite){at}"
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                stack.append((f"{where}.{key}", key))
+                stack.append((f"{where}.{key}", sub))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{where}[{i}]", sub) for i, sub in enumerate(item))
+    return None
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
+    # allow_inf_nan=False: NaN and +-Infinity (which Python's json accepts) are refused with a 422 naming the field
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_everywhere(cls, value: Any) -> Any:
+        """Text that cannot be UTF-8 encoded and non-finite numbers nested in lists/dicts (override_settings,
+        comments ...) would only fail later, deep in a job or while writing the answer: refuse them here."""
+        bad = _bad_item(value)
+        if bad is not None:
+            raise ValueError(f"contains {bad}")
+        return value
 
 
 class GenerationBody(_Body):

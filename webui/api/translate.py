@@ -10,20 +10,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, ImageOps
+from pydantic import ValidationError
 
 from webui.api import registries
-from webui.api.errors import ApiError, unsupported
+from webui.api.errors import ApiError, unsupported, validation_message
 from webui.api.images import (Overlay, blur_mask, crop_region, decode_image, encode_png, fill_masked, flatten,
                               mask_from_image)
 from webui.api.options import ApiOptions
 from webui.api.schemas import GenerationBody, Img2ImgRequest
 from webui.engine import noise
 from webui.engine.generation import resize_image
-from webui.engine.infotext import build_infotext, parse_infotext, typed_params
-from webui.engine.requests import GenerationRequest, GenerationResult
+from webui.engine.infotext import MAX_PARAMS_LINE_CHARS, build_infotext, parse_infotext, typed_params
+from webui.engine.requests import MAX_PROMPT_CHARS, MAX_SEED_VALUE, GenerationRequest, GenerationResult, check_text
 from webui.engine.samplers import resolve
 
 MASKED_CONTENT = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}
+# A pasted infotext: a prompt, a negative prompt and a params line, each at its own cap
+MAX_INFOTEXT_CHARS = 2 * MAX_PROMPT_CHARS + MAX_PARAMS_LINE_CHARS
 
 
 def _off(value) -> bool:
@@ -90,15 +93,34 @@ def _values(body: GenerationBody) -> dict[str, Any]:
     """Request fields, with a pasted infotext applied to the fields the client did not set."""
     values = body.model_dump()
     if body.infotext:
-        parsed = typed_params(parse_infotext(body.infotext, defaults=False))
-        for key, name in INFOTEXT_FIELDS.items():
-            if key in parsed and name in values and name not in body.model_fields_set and parsed[key] != "":
-                if name == "sampler_name":
-                    values["sampler_index"] = None
-                values[name] = parsed[key]
-        if "Clip skip" in parsed and "override_settings" not in body.model_fields_set:
-            values["override_settings"] = {"CLIP_stop_at_last_layers": parsed["Clip skip"]}
+        pasted = _pasted(body)
+        if "sampler_name" in pasted:
+            values["sampler_index"] = None
+        values.update(pasted)
     return values
+
+
+def _pasted(body: GenerationBody) -> dict[str, Any]:
+    """The fields a pasted infotext sets (those the client did not set), checked like the body's own: a value
+    that does not fit ("Seed: nan") is a 422 naming the infotext and the field."""
+    text = body.infotext
+    if len(text) > MAX_INFOTEXT_CHARS or len(text.strip().rpartition("\n")[2]) > MAX_PARAMS_LINE_CHARS:
+        raise ApiError(422, f"infotext is too long ({len(text)} characters; at most {MAX_INFOTEXT_CHARS}, and "
+                            f"{MAX_PARAMS_LINE_CHARS} in its last line)")
+    parsed = typed_params(parse_infotext(text, defaults=False))
+    pasted = {name: parsed[key] for key, name in INFOTEXT_FIELDS.items()
+              if key in parsed and name not in body.model_fields_set and parsed[key] != ""}
+    if "Clip skip" in parsed and "override_settings" not in body.model_fields_set:
+        pasted["override_settings"] = {"CLIP_stop_at_last_layers": parsed["Clip skip"]}
+    try:
+        checked = type(body).model_validate(pasted)
+    except ValidationError as exc:
+        raise ApiError(422, f"infotext: {validation_message(exc.errors())}") from None
+    for name in ("seed", "subseed"):
+        if name in pasted and not -1 <= getattr(checked, name) <= MAX_SEED_VALUE:
+            raise ApiError(422, f"infotext: {name} must be -1 (random) or an integer from 0 to {MAX_SEED_VALUE} "
+                                f"(got {getattr(checked, name)})")
+    return {name: getattr(checked, name) for name in pasted}
 
 
 def _get(values: dict, name: str, default):
@@ -177,6 +199,8 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Pla
     choice = resolve(sampler, values.get("scheduler"), engine.settings.default_sampler)  # 404 naming valid ones
 
     prompt, negative = _get(values, "prompt", ""), _get(values, "negative_prompt", "")
+    check_text("prompt", prompt)  # before anything reads a giant prompt (the engine checks again)
+    check_text("negative_prompt", negative)
     styles = list(values.get("styles") or [])
     registries.check_styles(engine, styles)
     if values.get("disable_extra_networks") and registries.LORA_TAG.search(prompt + negative):

@@ -25,7 +25,7 @@ class RequestError(ValueError):
     """Bad input from the user: reported as is, nothing else happens."""
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON can carry them, UTF-8 cannot
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON can carry them, UTF-8 cannot
 
 
 def check_text(name: str, value: object, max_chars: int = MAX_PROMPT_CHARS) -> None:
@@ -35,7 +35,7 @@ def check_text(name: str, value: object, max_chars: int = MAX_PROMPT_CHARS) -> N
         raise RequestError(f"{name} must be text (got {type(value).__name__})")
     if len(value) > max_chars:
         raise RequestError(f"{name} is too long ({len(value)} characters; at most {max_chars})")
-    bad = _SURROGATE.search(value)
+    bad = LONE_SURROGATE.search(value)
     if bad is not None:
         raise RequestError(f"{name} contains a lone surrogate (U+{ord(bad.group()):04X} at position {bad.start()}), "
                            f"which is not valid Unicode text")
