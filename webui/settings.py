@@ -9,12 +9,13 @@ import dataclasses
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from webui.files import temp_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -291,7 +292,8 @@ def save_user_settings(settings: Settings) -> None:
 def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
     """Write via a temp file in the same folder + fsync + rename: readers see the old or the new file, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / temp_name(path.name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="") as f:
             f.write(text)

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/sdapi/v1"
 MAX_BODY_BYTES = 256 * 1024 * 1024
+DISCONNECT_POLL = 0.5  # seconds between checks that a waiting client is still connected
 
 
 def _basic_auth(credentials: list[tuple[str, str]]):
@@ -84,19 +85,29 @@ class SdApi:
         r("/reload-checkpoint", self.reload_checkpoint, methods=["POST"])
 
     # ---- generation --------------------------------------------------------------------------------------
-    async def txt2img(self, body: schemas.Txt2ImgRequest) -> dict:
-        return await self._generate(body, "txt2img")
+    async def txt2img(self, body: schemas.Txt2ImgRequest, request: Request) -> dict:
+        return await self._generate(body, "txt2img", request)
 
-    async def img2img(self, body: schemas.Img2ImgRequest) -> dict:
-        return await self._generate(body, "img2img")
+    async def img2img(self, body: schemas.Img2ImgRequest, request: Request) -> dict:
+        return await self._generate(body, "img2img", request)
 
-    async def _generate(self, body: schemas.GenerationBody, mode: str) -> dict:
+    async def _generate(self, body: schemas.GenerationBody, mode: str, request: Request) -> dict:
         plan = await run_in_threadpool(translate.prepare, self.engine, self.options, body, mode)
         job = await run_in_threadpool(self.engine.submit, plan.request)
-        result = await asyncio.wrap_future(job.future)
+        result = await self._wait(job, request)
         if plan.restore_checkpoint:
             await run_in_threadpool(self._restore, plan.restore_checkpoint)
         return await run_in_threadpool(translate.response_body, self.engine, plan, result)
+
+    async def _wait(self, job, request: Request):
+        """The job's result; a job still waiting in the queue when its client has gone is dropped."""
+        future = asyncio.wrap_future(job.future)
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), DISCONNECT_POLL)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected() and self.engine.cancel(job):
+                    raise ApiError(499, "the client disconnected before the job started; it was dropped") from None
 
     def _restore(self, title: str) -> None:
         try:

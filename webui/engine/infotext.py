@@ -25,13 +25,14 @@ import json
 import math
 import os
 import re
-import secrets
 import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
+
+from webui.files import temp_name
 
 __all__ = [
     "PARAM_ORDER",
@@ -610,7 +611,7 @@ def _prepare_mode(image: Image.Image, fmt: str) -> Image.Image:
 
 def _open_temp(folder: Path, name: str) -> tuple[int, Path]:
     for _ in range(100):
-        temp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        temp = folder / temp_name(name)  # a crashed write's leftover is removed at the next start
         try:
             # mode 0o666 so the final file gets the usual umask-based permissions
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

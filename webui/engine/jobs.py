@@ -128,6 +128,15 @@ class JobQueue:
             return True
         return False
 
+    def cancel(self, job: Job) -> bool:
+        """Drop a job that has not started (its caller has gone): True when it will not run."""
+        with self._lock:
+            if not job.future.cancel():
+                return False
+            if job in self._pending:
+                self._pending.remove(job)
+            return True
+
     def shutdown(self) -> None:
         self._q.put(None)
 
@@ -137,7 +146,8 @@ class JobQueue:
             if job is None:
                 return
             with self._lock:
-                self._pending.remove(job)
+                if job in self._pending:  # not when it was cancelled while waiting
+                    self._pending.remove(job)
                 self.current = job
             job.state.started = time.time()
             if job.future.set_running_or_notify_cancel():
