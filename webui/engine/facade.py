@@ -24,6 +24,7 @@ from webui.engine.prompts.wildcards import WildcardExpander
 from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
 from webui.engine.samplers import SamplerError, resolve
 from webui.extensions import ExtensionManager, ImageContext
+from webui.files import remove_stale_temps
 from webui.settings import Settings, updated_settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Engine:
         self.models = ModelManager(self.checkpoints, self.device, settings.cache_path, settings.checkpoint_cache_size)
         self.queue = JobQueue(settings.queue_size)
         self.outputs = OutputWriter(settings.outputs_path)
+        remove_stale_temps(settings.outputs_path)  # left by a write that a crash cut short
+        remove_stale_temps(settings.data_dir, recursive=False)  # the settings file's
         self.styles = StyleStore(settings.styles_file)
         self.wildcards = WildcardExpander(settings.wildcards_path, max_combinations=settings.max_combinations)
         self.networks = NetworkManager(settings, self.hashes)  # LoRA, embeddings, VAE
@@ -132,6 +135,10 @@ class Engine:
 
     def interrupt(self) -> bool:
         return self.queue.interrupt()
+
+    def cancel(self, job: Job) -> bool:
+        """Drop a job that has not started yet; False when it is already running or done."""
+        return self.queue.cancel(job)
 
     def skip(self) -> bool:
         return self.queue.skip()
