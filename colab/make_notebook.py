@@ -83,13 +83,16 @@ if TEST_MODE and os.environ.get("LATENT_STUDIO_TEST_DATA"):
 """)
 code("""
 # Start the server with a generated password, printed here.
-import secrets, socket, time, urllib.request, base64
+import os, secrets, socket, time, urllib.request, base64
 user, password = "studio", secrets.token_urlsafe(12)
 port = 7860
 if TEST_MODE:  # a free local port, no share link
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-cmd = [sys.executable, "app.py", "--port", str(port), "--auth", f"{user}:{password}", "--api", *flags, *EXTRA_FLAGS.split()]
+auth_file = os.path.join(os.getcwd(), ".studio-auth")  # not on the command line, where `ps` shows it
+with open(os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+    f.write(f"{user}:{password}\n")
+cmd = [sys.executable, "app.py", "--port", str(port), "--auth-file", auth_file, "--api", *flags, *EXTRA_FLAGS.split()]
 if SHARE and not TEST_MODE:
     cmd.append("--share")
 log = open("server.log", "w")
