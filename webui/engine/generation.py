@@ -198,7 +198,7 @@ def check_latents(latents: torch.Tensor, in_use: str, dtype: torch.dtype) -> Non
         raise NonFiniteOutputError(
             f"The model produced NaN/Inf values while sampling ({_which(bad, len(latents))}), which would be black "
             f"images; in use: {in_use}. A checkpoint or LoRA with broken (NaN) or overflowing weights causes this: "
-            f"{hint}lower the LoRA weights, or use another checkpoint or LoRA.")
+            f"{hint}use another checkpoint, or remove or lower the LoRAs.")
 
 
 def _which(bad: int, total: int) -> str:

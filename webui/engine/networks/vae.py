@@ -6,7 +6,8 @@ replaces ``model.components["vae"]`` (the pipelines re-register it); the checkpo
 ``model.own_vae``. Files in the original LDM layout (``encoder.down.0...``, optionally under
 ``first_stage_model.``/``vae.``) are converted with diffusers' converter; diffusers-layout files load as they are.
 The new VAE gets the model's own VAE config (scaling factor included), dtype and device; the fp16 NaN guard of
-`generation.decode_latents` applies to it like to any VAE.
+`generation.decode_latents` applies to it like to any VAE. A file that does not read, does not fit or holds NaN/Inf
+raises NetworkError naming it, and the model keeps the VAE it had.
 """
 from __future__ import annotations
 

@@ -131,5 +131,6 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
 def _check_weights(runs: list[list]) -> None:
     for text, weight in runs:
         if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
-            raise PromptWeightError(f"attention weight {weight:g} of {text.strip()[:40]!r} is out of range "
-                                    f"(the weights of nested brackets multiply; at most {MAX_WEIGHT:g})")
+            raise PromptWeightError(f"attention weight {weight:g} of {text.strip()[:40]!r} is out of range: it must be "
+                                    f"a finite number between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g} (the weights of "
+                                    f"nested brackets multiply)")
