@@ -265,3 +265,23 @@ def test_non_finite_numbers_are_refused(server, field, value):
 def test_non_finite_numbers_are_refused_by_the_engine(field):
     with pytest.raises(RequestError, match=field):
         GenerationRequest(init_images=[pattern_image()], **{field: float("nan")}).validate(2048, 16)
+
+
+# ---- found by tests/security/test_fuzz_api.py ------------------------------------------------------------------
+
+@pytest.mark.parametrize("factor", [1e308, 1e300])
+def test_extras_upscale_factor_that_overflows_is_a_422(server, factor):
+    body = {"image": IMG, "upscaler_1": "Lanczos", "upscaling_resize": factor}
+    assert_4xx_naming(requests.post(f"{server.api}/extra-single-image", json=body, timeout=60), "upscaling_resize")
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("name", ["A" * 40_000, "a\x00b.safetensors", ["x"]])
+def test_impossible_checkpoint_names_are_a_4xx(server, name):
+    r = requests.post(f"{server.api}/options", json={"sd_model_checkpoint": name}, timeout=60)
+    assert_4xx_naming(r, "sd_model_checkpoint")
+    r = requests.post(f"{server.api}/txt2img", json=dict(GOOD, override_settings={"sd_model_checkpoint": name}),
+                      timeout=60)
+    assert_4xx_naming(r, "sd_model_checkpoint")
+    assert server.engine.models.active.title == server.titles["a"]
+    assert_still_serving(server)

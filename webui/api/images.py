@@ -195,11 +195,16 @@ def upscaler_filter(name: str | None, field: str):
 def upscale(image: Image.Image, resample, mode: int, factor: float, width: int, height: int, crop: bool) -> Image.Image:
     """A1111 Extras geometry: mode 0 scales by `factor`; mode 1 scales to cover width x height and, with `crop`,
     cuts the centre to exactly that size."""
+    field = "upscaling_resize" if mode != 1 else "upscaling_resize_w/upscaling_resize_h"
     if mode == 1:
         factor = max(width / image.width, height / image.height)
-    new_w, new_h = round(image.width * factor), round(image.height * factor)
+    scaled_w, scaled_h = image.width * factor, image.height * factor  # inf for a factor like 1e308
+    if not max(scaled_w, scaled_h) < MAX_OUTPUT_SIDE + 1:
+        raise ApiError(422, f"{field}: upscaled size {scaled_w:.0f}x{scaled_h:.0f} is out of range "
+                            f"(1..{MAX_OUTPUT_SIDE} per side)")
+    new_w, new_h = round(scaled_w), round(scaled_h)
     if new_w < 1 or new_h < 1 or max(new_w, new_h) > MAX_OUTPUT_SIDE:
-        raise ApiError(422, f"upscaled size {new_w}x{new_h} is out of range (1..{MAX_OUTPUT_SIDE} per side)")
+        raise ApiError(422, f"{field}: upscaled size {new_w}x{new_h} is out of range (1..{MAX_OUTPUT_SIDE} per side)")
     out = image.resize((new_w, new_h), resample) if (new_w, new_h) != image.size else image.copy()
     if mode == 1 and crop and out.size != (width, height):
         left, top = (out.width - width) // 2, (out.height - height) // 2

@@ -33,6 +33,28 @@ def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
     return check
 
 
+#: Longest checkpoint title/name/path a request may give; longer is no file name anywhere (the lookup would fail
+#: with "File name too long", a 500).
+MAX_CHECKPOINT_QUERY = 1024
+
+
+def resolve_checkpoint(engine, value: Any, field: str):
+    """The checkpoint a request names: 422 naming ``field`` for a value that cannot be a name, 404 (with the
+    available titles) for an unknown one."""
+    if not isinstance(value, str) or len(value) > MAX_CHECKPOINT_QUERY or "\0" in value:
+        raise ApiError(422, f"{field}: expected a checkpoint title of at most {MAX_CHECKPOINT_QUERY} characters "
+                            f"(got {_short(value)})")
+    try:
+        return engine.models.resolve(value)
+    except (OSError, ValueError) as exc:  # the file-path fallback of the lookup hit an impossible path
+        raise ApiError(404, f"{field}: checkpoint {_short(value)} not found ({type(exc).__name__})") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 class ApiOptions:
     def __init__(self, engine):
         self.engine = engine
@@ -88,9 +110,7 @@ class ApiOptions:
                 if key == "sd_model_checkpoint":
                     if value is None or value == current[key]:
                         continue
-                    if not isinstance(value, str):
-                        raise ApiError(422, f"option sd_model_checkpoint: expected a checkpoint title (got {value!r})")
-                    checkpoint = self.engine.models.resolve(value)  # 404 naming it, before anything changes
+                    checkpoint = resolve_checkpoint(self.engine, value, f"option {key}")  # before anything changes
                 elif key == "sd_vae":
                     if value != current[key]:
                         v = self._vae(value, key)

@@ -16,7 +16,7 @@ from webui.api import registries
 from webui.api.errors import ApiError, unsupported, validation_message
 from webui.api.images import (Overlay, blur_mask, crop_region, decode_image, encode_png, fill_masked, flatten,
                               mask_from_image)
-from webui.api.options import ApiOptions
+from webui.api.options import ApiOptions, resolve_checkpoint
 from webui.api.schemas import GenerationBody, Img2ImgRequest
 from webui.engine import noise
 from webui.engine.generation import resize_image
@@ -186,7 +186,7 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Pla
     restore = None
     active = engine.models.active
     if checkpoint:
-        info = engine.models.resolve(str(checkpoint))  # 404 naming it
+        info = resolve_checkpoint(engine, checkpoint, "override_settings.sd_model_checkpoint")  # 404 naming it
         checkpoint = info.title
         if _get(values, "override_settings_restore_afterwards", True) and active is not None and active.title != checkpoint:
             restore = active.title
