@@ -285,3 +285,13 @@ def test_impossible_checkpoint_names_are_a_4xx(server, name):
     assert_4xx_naming(r, "sd_model_checkpoint")
     assert server.engine.models.active.title == server.titles["a"]
     assert_still_serving(server)
+
+
+@pytest.mark.parametrize("field", ["comments", "override_settings", "alwayson_scripts"])
+def test_deeply_nested_field_is_a_422(server, field):
+    value: object = 1
+    for i in range(300):
+        value = [value] if i % 2 else {"k": value}
+    r = requests.post(f"{server.api}/txt2img", json=dict(GOOD, **{field: {"k": value}}), timeout=60)
+    assert_4xx_naming(r, field, "nested")
+    assert_still_serving(server)

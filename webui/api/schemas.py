@@ -15,12 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from webui.engine.requests import LONE_SURROGATE
 
 
+#: Deepest nesting of lists/dicts inside one field (comments, override_settings, alwayson_scripts ...). A1111's own
+#: payloads use a few levels; a deeper one could not even be echoed back (serializers give up at a few hundred).
+MAX_NESTING = 32
+
+
 def _bad_item(value: Any) -> str | None:
-    """Where inside a field's value (lists and dicts walked, keys too) there is a lone surrogate or a non-finite
-    number, and what; None when there is none. Iterative: the body's nesting depth is the client's choice."""
-    stack: list[tuple[str, Any]] = [("", value)]
+    """Where inside a field's value (lists and dicts walked, keys too) there is a lone surrogate, a non-finite
+    number or too deep a nesting, and what; None when there is none. Iterative: the depth is the client's choice."""
+    stack: list[tuple[str, Any, int]] = [("", value, 0)]
     while stack:
-        where, item = stack.pop()
+        where, item, depth = stack.pop()
         at = f" at {where.lstrip('.')}" if where else ""
         if isinstance(item, str):
             bad = LONE_SURROGATE.search(item)
@@ -29,12 +34,14 @@ def _bad_item(value: Any) -> str | None:
                         f"valid Unicode text")
         elif isinstance(item, float) and not math.isfinite(item):
             return f"{item} (numbers must be finite){at}"
+        elif isinstance(item, (dict, list, tuple)) and depth >= MAX_NESTING:
+            return f"lists/objects nested more than {MAX_NESTING} levels deep"
         elif isinstance(item, dict):
             for key, sub in item.items():
-                stack.append((f"{where}.{key}", key))
-                stack.append((f"{where}.{key}", sub))
+                stack.append((f"{where}.{key}", key, depth + 1))
+                stack.append((f"{where}.{key}", sub, depth + 1))
         elif isinstance(item, (list, tuple)):
-            stack.extend((f"{where}[{i}]", sub) for i, sub in enumerate(item))
+            stack.extend((f"{where}[{i}]", sub, depth + 1) for i, sub in enumerate(item))
     return None
 
 
