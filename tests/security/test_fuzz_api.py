@@ -1,8 +1,9 @@
-"""Issue 15: a bounded, seeded fuzz of the API. Valid bodies of txt2img, img2img, png-info, options and
-extra-single-image get one to three fields replaced by junk (wrong types, huge/negative/non-finite numbers, odd text,
-nested junk), or the whole body replaced. Whatever comes in, the answer is never a 5xx, a 4xx is a JSON error with a
-detail, and the server keeps answering /progress. Generation bodies stay at 64x64 and 1-2 steps, and the junk is
-never a valid expensive value (no 2048 sides, no 1000 steps), so the cases that pass run fast on a CPU."""
+"""Issue 15: a bounded, seeded fuzz of the API. Valid bodies of txt2img, img2img, png-info, options,
+extra-single-image and extra-batch-images get one to three fields replaced by junk (wrong types, huge/negative/
+non-finite numbers, odd text, nested junk) or by in-range values, or the whole body replaced. Whatever comes in, the
+answer is never a 5xx, a 4xx is a JSON error with a detail, and the server keeps answering /progress. Generation
+bodies stay at 64x64 and 1-2 steps, and no replacement is a valid expensive value (no 2048 sides, no 1000 steps), so
+the cases that pass run fast on a CPU."""
 from __future__ import annotations
 
 import base64
@@ -72,6 +73,7 @@ PLAUSIBLE = {
 for _name in ("image", "mask"):
     PLAUSIBLE[_name] = IMAGES
 PLAUSIBLE["init_images"] = [[im] for im in IMAGES] + [[IMAGES[0], IMAGES[1]]]
+PLAUSIBLE["imageList"] = [[{"data": im}] for im in IMAGES] + [[{"data": IMG, "name": None}], [{"name": "x"}]]
 
 GENERATION = {"prompt": "a red square", "steps": 1, "width": 64, "height": 64, "seed": 3, "sampler_name": "Euler"}
 BASES = {
@@ -90,6 +92,8 @@ BASES = {
                            ["image", "resize_mode", "upscaling_resize", "upscaling_resize_w", "upscaling_resize_h",
                             "upscaling_crop", "upscaler_1", "upscaler_2", "extras_upscaler_2_visibility",
                             "gfpgan_visibility", "show_extras_results"]),
+    "extra-batch-images": ({"imageList": [{"data": IMG, "name": "a.png"}], "upscaler_1": "Nearest",
+                            "upscaling_resize": 1.5}, ["imageList", "upscaling_resize", "upscaler_1", "resize_mode"]),
     "options": ({"CLIP_stop_at_last_layers": 1},
                 ["CLIP_stop_at_last_layers", "sd_vae", "sd_model_checkpoint", "samples_save", "sd_checkpoints_limit",
                  "api_always_save", "samples_format", "no_such_option"]),

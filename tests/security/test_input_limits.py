@@ -209,6 +209,14 @@ def test_lone_surrogate_in_the_prompt_is_a_422(server):
     assert_still_serving(server)
 
 
+@pytest.mark.parametrize("field", ["alwayson_scripts", "comments", "override_settings"])
+def test_lone_surrogate_in_a_key_is_a_422(server, field):
+    r = post_raw(server, "txt2img", '{"prompt": "a", "steps": 1, "width": 64, "height": 64, "%s": {"\\ud800": 1}}'
+                 % field)
+    assert_4xx_naming(r, field, "surrogate")
+    assert_still_serving(server)
+
+
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_clip_skip_override_is_a_422(server, value):
     body = '{"prompt": "ok", "steps": 1, "width": 64, "height": 64, "override_settings": {"CLIP_stop_at_last_layers": %s}}'
@@ -227,11 +235,12 @@ def test_bad_seed_in_a_pasted_infotext_is_a_422(server, seed):
     assert_still_serving(server)
 
 
-@pytest.mark.parametrize("value", [5, 1.5, True, ["a"], {"a": 1}])
+@pytest.mark.parametrize("value", [5, 1.5, True, ["a"], {"a": 1}, "A" * 40_000, "a\x00b.pt"])
 def test_sd_vae_of_the_wrong_type_is_a_422(server, value):
     assert_4xx_naming(requests.post(f"{server.api}/options", json={"sd_vae": value}, timeout=10), "sd_vae")
     r = requests.post(f"{server.api}/txt2img", json=dict(GOOD, override_settings={"sd_vae": value}), timeout=60)
     assert_4xx_naming(r, "sd_vae")
+    assert_still_serving(server)
 
 
 @pytest.mark.parametrize("value", ["Infinity", "NaN", "1e400"])
@@ -259,6 +268,7 @@ def test_non_finite_numbers_are_refused(server, field, value):
             % (IMG, field, value))
     assert_4xx_naming(post_raw(server, "img2img", body), field)
     assert server.engine.queue.waiting == 0
+    assert_still_serving(server)
 
 
 @pytest.mark.parametrize("field", ["cfg_scale", "denoising_strength", "subseed_strength", "eta"])

@@ -33,16 +33,16 @@ def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
     return check
 
 
-#: Longest checkpoint title/name/path a request may give; longer is no file name anywhere (the lookup would fail
-#: with "File name too long", a 500).
-MAX_CHECKPOINT_QUERY = 1024
+#: Longest checkpoint or VAE name/path a request may give; longer is no file name anywhere (the lookups, which also
+#: try the value as a path, would fail with "File name too long", a 500).
+MAX_NAME_CHARS = 1024
 
 
 def resolve_checkpoint(engine, value: Any, field: str):
     """The checkpoint a request names: 422 naming ``field`` for a value that cannot be a name, 404 (with the
     available titles) for an unknown one."""
-    if not isinstance(value, str) or len(value) > MAX_CHECKPOINT_QUERY or "\0" in value:
-        raise ApiError(422, f"{field}: expected a checkpoint title of at most {MAX_CHECKPOINT_QUERY} characters "
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or "\0" in value:
+        raise ApiError(422, f"{field}: expected a checkpoint title of at most {MAX_NAME_CHARS} characters "
                             f"(got {_short(value)})")
     try:
         return engine.models.resolve(value)
@@ -142,12 +142,14 @@ class ApiOptions:
         """A valid "SD VAE" choice ('Automatic', 'None' or a VAE file name); 404 naming the unknown one."""
         from webui.engine.networks import NetworkError
 
-        if value is not None and not isinstance(value, str):
-            raise ApiError(422, f"{key}: expected the name of a VAE, 'Automatic' or 'None' (got {value!r})")
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME_CHARS):
+            raise ApiError(422, f"{key}: expected the name of a VAE, 'Automatic' or 'None' (got {_short(value)})")
         try:
             return self.engine.networks.vaes.validate(value)
         except NetworkError as exc:
             raise ApiError(404, f"{key}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # the file-path fallback of the lookup hit an impossible path
+            raise ApiError(404, f"{key}: VAE {_short(value)} not found ({type(exc).__name__})") from None
 
     def _set_cache_size(self, n: int) -> None:
         self.engine.models.set_cache_size(n)

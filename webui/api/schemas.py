@@ -56,7 +56,8 @@ class _Body(BaseModel):
         comments ...) would only fail later, deep in a job or while writing the answer: refuse them here."""
         bad = _bad_item(value)
         if bad is not None:
-            raise ValueError(f"contains {bad}")
+            # escaped: the path may quote a key with the very surrogate, which pydantic-core cannot hold
+            raise ValueError(f"contains {bad}".encode("utf-8", "backslashreplace").decode("utf-8"))
         return value
 
 
