@@ -305,3 +305,22 @@ def test_deeply_nested_field_is_a_422(server, field):
     r = requests.post(f"{server.api}/txt2img", json=dict(GOOD, **{field: {"k": value}}), timeout=60)
     assert_4xx_naming(r, field, "nested")
     assert_still_serving(server)
+
+
+def test_img2img_width_too_big_for_a_c_long_is_a_422(server):
+    r = requests.post(f"{server.api}/img2img", json=dict(GOOD, init_images=[IMG], width=2**63), timeout=60)
+    assert_4xx_naming(r, "width")
+    assert_still_serving(server)
+
+
+def test_img2img_size_is_checked_before_the_init_image_is_resized(server, monkeypatch):
+    """The init image was resized to width x height before the size was checked: 16384 x 16384 is 800 MB of RGB."""
+    from webui.api import schemas, translate
+
+    def resize_image(*args):
+        raise AssertionError("the init image was resized before the size was checked")
+
+    monkeypatch.setattr(translate, "resize_image", resize_image)
+    body = schemas.Img2ImgRequest(**dict(GOOD, init_images=[IMG], width=16384, height=16384))
+    with pytest.raises(RequestError, match="width"):
+        translate.prepare(server.engine, server.app.state.sdapi.options, body, "img2img")

@@ -224,6 +224,9 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Pla
                 echo=echo, restore_checkpoint=restore, clip_skip=clip_skip, styles=styles,
                 timestamp=time.strftime("%Y%m%d%H%M%S"))
     if mode == "img2img":
+        # sizes, steps, seeds ... checked before the images are decoded and resized to width x height (a width of
+        # 16384 would otherwise allocate gigabytes first); the engine checks again, with the images, when queueing
+        request.validate(engine.settings.max_image_side, engine.settings.max_batch_images)
         _prepare_img2img(plan, values, body)
     return plan
 
