@@ -8,7 +8,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from webui.engine.infotext import parse_infotext, read_infotext
+from webui.engine.image_files import read_infotext
+from webui.engine.infotext import parse_infotext
 
 
 def px(img: Image.Image) -> np.ndarray:

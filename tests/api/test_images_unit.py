@@ -9,7 +9,7 @@ from tests.api.helpers import b64png, pattern_image, px
 from webui.api.errors import ApiError
 from webui.api.images import (Overlay, crop_region, decode_image, encode_png, fill_masked, flatten,
                               mask_from_image, upscale)
-from webui.engine.infotext import read_infotext
+from webui.engine.image_files import read_infotext
 
 
 def test_decode_accepts_raw_data_urls_wrapped_and_unpadded_base64():

@@ -4,7 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from webui.engine.infotext import parse_infotext, read_infotext
+from webui.engine.image_files import read_infotext
+from webui.engine.infotext import parse_infotext
 
 ROOT = Path(__file__).resolve().parents[2]
 

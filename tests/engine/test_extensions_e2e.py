@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from webui.engine.facade import Engine
-from webui.engine.infotext import parse_infotext, read_infotext
+from webui.engine.image_files import read_infotext
+from webui.engine.infotext import parse_infotext
 from webui.engine.requests import GenerationRequest
 from webui.settings import Settings
 

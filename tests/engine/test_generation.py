@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from webui.engine.infotext import parse_infotext, read_infotext
+from webui.engine.image_files import read_infotext
+from webui.engine.infotext import parse_infotext
 from webui.engine.requests import GenerationRequest, RequestError
 
 

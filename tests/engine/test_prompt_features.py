@@ -1,7 +1,8 @@
 """Prompt language through the engine: styles, wildcards, emphasis and editing reach the pixels and the infotext."""
 import numpy as np
 
-from webui.engine.infotext import parse_infotext, read_infotext
+from webui.engine.image_files import read_infotext
+from webui.engine.infotext import parse_infotext
 from webui.engine.requests import GenerationRequest
 
 

@@ -48,9 +48,9 @@ def test_a_write_killed_before_the_rename_leaves_a_temp_file_the_next_start_remo
 
     code = ("import os, sys\n"
             "from PIL import Image\n"
-            "from webui.engine import infotext\n"
-            "infotext.os.replace = lambda *a: os._exit(9)  # killed between the write and the rename\n"
-            "infotext.save_image_with_infotext(Image.new('RGB', (8, 8)), sys.argv[1], 'a cat\\nSteps: 1')\n")
+            "from webui.engine import image_files\n"
+            "image_files.os.replace = lambda *a: os._exit(9)  # killed between the write and the rename\n"
+            "image_files.save_image_with_infotext(Image.new('RGB', (8, 8)), sys.argv[1], 'a cat\\nSteps: 1')\n")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "00002-102.png")], cwd=ROOT)
     assert done.returncode == 9
     leftovers = list(tmp_path.iterdir())

@@ -9,7 +9,8 @@ import pytest
 from tests.ui.conftest import screenshot, wait_model_loaded
 from tests.ui.helpers import (choose, dropdown_value, gallery_count, number_value, open_tab, set_number, text_value,
                               type_into, wait_status, wait_text)
-from webui.engine.infotext import parse_infotext, read_infotext, save_image_with_infotext
+from webui.engine.image_files import read_infotext, save_image_with_infotext
+from webui.engine.infotext import parse_infotext
 
 pytestmark = pytest.mark.browser
 

@@ -215,7 +215,7 @@ def test_generate_handler_reports_queue_full_and_bad_input(engine, monkeypatch):
 def test_generate_handler_runs_a_job(engine):
     import gradio as gr
 
-    from webui.engine.infotext import read_infotext
+    from webui.engine.image_files import read_infotext
     from webui.ui.context import UiContext
     from webui.ui.generation import GenerationPanel
 

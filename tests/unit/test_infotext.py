@@ -1,4 +1,5 @@
-"""Tests for webui.engine.infotext (A1111-compatible generation parameters text)."""
+"""Tests for webui.engine.infotext (A1111-compatible generation parameters text) and webui.engine.image_files
+(that text in PNG, JPEG and WebP files)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import os
 import pytest
 from PIL import Image
 
-from webui.engine import infotext as it
-from webui.engine.infotext import (
-    build_infotext,
+from webui.engine import image_files, infotext
+from webui.engine.image_files import (
     decode_user_comment,
     encode_user_comment,
     exif_bytes_for,
+    read_infotext,
+    save_image_with_infotext,
+)
+from webui.engine.infotext import (
+    build_infotext,
     format_params_line,
     parse_infotext,
     quote,
-    read_infotext,
-    save_image_with_infotext,
     split_sampler_scheduler,
     typed_params,
 )
@@ -620,7 +623,8 @@ def test_full_pipeline_build_save_read_parse(tmp_path):
         assert parsed["Lora hashes"] == "add_detail: 7c6bad76eb54"
 
 
-def test_module_has_no_heavy_imports():
-    source = open(it.__file__, encoding="utf-8").read()
+@pytest.mark.parametrize("module", [infotext, image_files])
+def test_module_has_no_heavy_imports(module):
+    source = open(module.__file__, encoding="utf-8").read()
     for name in ("import torch", "import gradio", "import piexif", "import numpy"):
         assert name not in source

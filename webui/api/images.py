@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageFilter, ImageOps
 
 from webui.api.errors import ApiError
-from webui.engine.infotext import png_info_for, read_infotext
+from webui.engine.image_files import png_info_for, read_infotext
 
 MAX_INPUT_PIXELS = 8192 * 8192  # decoded input images; bigger is refused before the pixels are read
 # Each side too: a 1 x 60,000,000 PNG is under the pixel cap but resizing it needs a filter table per output pixel

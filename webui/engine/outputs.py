@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from webui.engine.infotext import read_infotext, save_image_with_infotext
+from webui.engine.image_files import read_infotext, save_image_with_infotext
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from webui.engine.infotext import read_infotext
+from webui.engine.image_files import read_infotext
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui.engine.infotext import read_infotext
+from webui.engine.image_files import read_infotext
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel
 from webui.ui.params import parameter_rows
