@@ -1,4 +1,5 @@
-"""Extensions: folders in extensions/ whose entry point registers typed hooks.
+"""Extensions: folders in extensions/ whose entry point registers typed hooks (the engine's `Hooks`), UI tabs,
+HTTP routes and settings. Discovery lives here, outside the engine; the engine only gets `manager.hooks`.
 
 An extension is `extensions/<name>/extension.py` (or `__init__.py`) with a function `register(ext)`; `ext` is an
 `ExtensionContext` with one method per hook kind. Hooks of all extensions run in a defined order: by the `order`
@@ -20,30 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from webui.engine.hooks import HOOK_KINDS, Hooks, ImageContext  # noqa: F401 - re-exported for extensions
 from webui.settings import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-HOOK_KINDS = ("prompt", "request", "step", "image", "saved", "infotext")
-
-
-@dataclass
-class ImageContext:
-    """What an image hook knows about the image it gets."""
-    request: Any  # GenerationRequest
-    index: int  # position in the job
-    seed: int
-    prompt: str
-    negative_prompt: str
-    params: dict  # infotext parameters so far
-
-
-@dataclass
-class Hook:
-    kind: str
-    fn: Callable
-    order: int
-    extension: "Extension"
 
 
 @dataclass
@@ -73,27 +54,27 @@ class ExtensionContext:
     # hooks -------------------------------------------------------------------------------------------
     def prompt_transform(self, fn: Callable[[str, str, Any], tuple[str, str]], order: int = 0) -> None:
         """fn(prompt, negative_prompt, request) -> (prompt, negative_prompt); runs before parsing."""
-        self._m._add("prompt", fn, order, self._ext)
+        self._m.hooks.add("prompt", fn, order, self._ext)
 
     def request_transform(self, fn: Callable[[Any], Any], order: int = 0) -> None:
         """fn(request) -> request or None (changed in place); runs before generation."""
-        self._m._add("request", fn, order, self._ext)
+        self._m.hooks.add("request", fn, order, self._ext)
 
     def step_callback(self, fn: Callable[[Any, int, Any], None], order: int = 0) -> None:
         """fn(job_state, step_index, latents) after every sampling step."""
-        self._m._add("step", fn, order, self._ext)
+        self._m.hooks.add("step", fn, order, self._ext)
 
     def image_postprocess(self, fn: Callable[[Any, ImageContext], Any], order: int = 0) -> None:
         """fn(PIL image, ImageContext) -> image or None; after decoding, before saving."""
-        self._m._add("image", fn, order, self._ext)
+        self._m.hooks.add("image", fn, order, self._ext)
 
     def on_saved(self, fn: Callable[[Path, str, ImageContext], None], order: int = 0) -> None:
         """fn(path, infotext, ImageContext) once the image is on disk."""
-        self._m._add("saved", fn, order, self._ext)
+        self._m.hooks.add("saved", fn, order, self._ext)
 
     def infotext_fields(self, fn: Callable[[Any], dict], order: int = 0) -> None:
         """fn(request) -> {key: value} added to every image's infotext."""
-        self._m._add("infotext", fn, order, self._ext)
+        self._m.hooks.add("infotext", fn, order, self._ext)
 
     # UI, API, settings ----------------------------------------------------------------------------
     def ui_tab(self, title: str, build: Callable[[Any], None]) -> None:
@@ -119,7 +100,7 @@ class ExtensionManager:
         self.folder = Path(folder)
         self.state_file = Path(state_file)
         self.extensions: dict[str, Extension] = {}
-        self._hooks: list[Hook] = []
+        self.hooks = Hooks(on_error=lambda ext, message, detail: self._disable(ext, message, detail))
         self._lock = threading.Lock()
         self.messages: list[str] = []
 
@@ -146,59 +127,12 @@ class ExtensionManager:
                 self._disable(ext, f"failed to load: {type(exc).__name__}: {exc}", traceback.format_exc())
         return list(self.extensions.values())
 
-    def _add(self, kind: str, fn: Callable, order: int, ext: Extension) -> None:
-        with self._lock:
-            self._hooks.append(Hook(kind, fn, int(order), ext))
-            self._hooks.sort(key=lambda h: (h.order, h.extension.name))
-
-    def hooks(self, kind: str) -> list[Hook]:
-        return [h for h in self._hooks if h.kind == kind and h.extension.active]
-
     def _disable(self, ext: Extension, message: str, detail: str = "") -> None:
+        """An extension that failed (at load or in a hook) is switched off with a message; the app goes on."""
         ext.error = message
         text = f"Extension {ext.name!r} disabled: {message}"
         self.messages.append(text)
         log.error("%s\n%s", text, detail)
-
-    def call(self, kind: str, *args) -> list[tuple[Hook, Any]]:
-        """Run every active hook of a kind; a hook that raises disables its extension."""
-        out = []
-        for hook in self.hooks(kind):
-            try:
-                out.append((hook, hook.fn(*args)))
-            except Exception as exc:
-                self._disable(hook.extension, f"{kind} hook raised {type(exc).__name__}: {exc}", traceback.format_exc())
-        return out
-
-    # ---- the engine's hook points --------------------------------------------------------------------
-    def transform_prompts(self, prompt: str, negative: str, request) -> tuple[str, str]:
-        for hook in self.hooks("prompt"):
-            try:
-                prompt, negative = hook.fn(prompt, negative, request)
-            except Exception as exc:
-                self._disable(hook.extension, f"prompt hook raised {type(exc).__name__}: {exc}", traceback.format_exc())
-        return prompt, negative
-
-    def transform_request(self, request):
-        for hook, result in self.call("request", request):
-            if result is not None:
-                request = result
-        return request
-
-    def postprocess_image(self, image, ctx: ImageContext):
-        for hook in self.hooks("image"):
-            try:
-                result = hook.fn(image, ctx)
-                image = image if result is None else result
-            except Exception as exc:
-                self._disable(hook.extension, f"image hook raised {type(exc).__name__}: {exc}", traceback.format_exc())
-        return image
-
-    def infotext_params(self, request) -> dict:
-        params: dict = {}
-        for _, result in self.call("infotext", request):
-            params.update(result or {})
-        return params
 
     # ---- state ---------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -257,3 +191,10 @@ def _import(name: str, entry: Path):
         sys.modules.pop(mod_name, None)
         raise
     return module
+
+
+def load_extensions(settings) -> ExtensionManager:
+    """The extensions of the data folder, discovered and registered (state kept in cache/extensions.json)."""
+    manager = ExtensionManager(settings.extensions_path, settings.cache_path / "extensions.json")
+    manager.discover()
+    return manager

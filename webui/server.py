@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from webui.flags import settings_from_args
+
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = "64mb"
@@ -69,7 +71,7 @@ def loud(lines: list[str]) -> None:
     print(f"{bar}\n", file=sys.stderr, flush=True)
 
 
-def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth: Credentials):
+def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth: Credentials, extensions=None):
     """The FastAPI app with the API (when asked) and the UI mounted, behind the web guard; also returns the UI
     context (or None)."""
     from fastapi import FastAPI
@@ -85,8 +87,8 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
             from webui.api import mount_api
         except ImportError as exc:
             raise FlagError(f"the REST API is not available in this build ({exc})") from exc
-        mount_api(app, engine, auth=api_auth or None)
-    mount_extension_routes(app, engine, api_auth or None)
+        mount_api(app, engine, auth=api_auth or None, extensions=extensions)
+    mount_extension_routes(app, extensions, api_auth or None)
     origins = [o.strip() for o in (getattr(args, "cors_allow_origins", None) or "").split(",") if o.strip()]
     regex = getattr(args, "cors_allow_origins_regex", None)
     # Only the listed origins get CORS answers. Present on the parent app, it also stops Gradio's own CORS
@@ -97,18 +99,18 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
                         cors_origins=origins, cors_regex=regex)
     ctx = None
     if not args.nowebui:
-        ctx = _mount_ui(app, engine, notice, args, ui_auth)
+        ctx = _mount_ui(app, engine, notice, args, ui_auth, extensions)
         guard.gradio_app = _gradio_app(app)
     app.add_middleware(WebGuard, config=guard)
     return app, ctx
 
 
-def _mount_ui(app, engine, notice: str | None, args, ui_auth: Credentials):
+def _mount_ui(app, engine, notice: str | None, args, ui_auth: Credentials, extensions):
     import gradio as gr
 
     from webui.ui import CSS, HEAD, THEME, UiContext, build_ui
 
-    ctx = UiContext(engine, notice=notice, exposed=bool(args.listen or args.share))
+    ctx = UiContext(engine, notice=notice, exposed=bool(args.listen or args.share), extensions=extensions)
     blocks = build_ui(ctx)
     blocks.queue(default_concurrency_limit=4, max_size=max(64, engine.settings.queue_size * 4))
     settings = engine.settings
@@ -147,9 +149,8 @@ def basic_auth_dependency(credentials: Credentials):
     return Depends(check)
 
 
-def mount_extension_routes(app, engine, auth: Credentials | None) -> None:
+def mount_extension_routes(app, manager, auth: Credentials | None) -> None:
     """Routes of active extensions at /ext/<name><path>, behind the API log-in when there is one."""
-    manager = getattr(engine, "extensions", None)
     if manager is None:
         return
     deps = [basic_auth_dependency(auth)] if auth else []
@@ -170,8 +171,8 @@ def serve(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DISABLE_TELEMETRY", "1")
-    from webui.cli import settings_from_args
     from webui.engine.facade import Engine
+    from webui.extensions import load_extensions
 
     try:
         ui_auth, api_auth = credentials_from_args(args)
@@ -186,13 +187,14 @@ def serve(args) -> int:
     settings, notice = settings_from_args(args)
     if notice:
         print(f"notice: {notice}", file=sys.stderr)
+    extensions = load_extensions(settings)
     try:
-        engine = Engine(settings)
+        engine = Engine(settings, hooks=extensions.hooks)
     except Exception as exc:  # noqa: BLE001 - e.g. --device cuda on a machine without CUDA
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        app, ctx = create_app(args, engine, notice, ui_auth, api_auth)
+        app, ctx = create_app(args, engine, notice, ui_auth, api_auth, extensions)
     except FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         engine.close()

@@ -9,6 +9,7 @@ from webui.engine.facade import Engine
 from webui.engine.image_files import read_infotext
 from webui.engine.infotext import parse_infotext
 from webui.engine.requests import GenerationRequest
+from webui.extensions import load_extensions
 from webui.settings import Settings
 
 REPO_EXTENSIONS = Path(__file__).resolve().parents[2] / "extensions"
@@ -22,18 +23,20 @@ def req(**kw):
 def make_engine(data_dir, *names):
     for n in names:
         shutil.copytree(REPO_EXTENSIONS / n, data_dir / "extensions" / n)
-    return Engine(Settings(data_dir=data_dir, ckpt="tiny-sd1"))
+    settings = Settings(data_dir=data_dir, ckpt="tiny-sd1")
+    extensions = load_extensions(settings)  # discovered outside the engine, which gets their hooks
+    return Engine(settings, hooks=extensions.hooks), extensions
 
 
 def test_watermark_and_save_prompt_txt(data_dir):
-    eng = make_engine(data_dir, "watermark", "save-prompt-txt")
+    eng, extensions = make_engine(data_dir, "watermark", "save-prompt-txt")
     try:
         eng.styles.create("warm", "{prompt}, warm light")
         plain = eng.generate(req(styles=["warm"]))  # both off by default: nothing changes
         assert not plain.paths[0].with_suffix(".txt").exists()
         assert "Watermark" not in parse_infotext(plain.infotexts[0])
-        eng.extensions.update_settings("watermark", {"text": "LS", "corner": "bottom-right", "opacity": 1.0})
-        eng.extensions.update_settings("save-prompt-txt", {"save": True})
+        extensions.update_settings("watermark", {"text": "LS", "corner": "bottom-right", "opacity": 1.0})
+        extensions.update_settings("save-prompt-txt", {"save": True})
         r = eng.generate(req(styles=["warm"]))
         a, b = np.asarray(plain.images[0], np.float32), np.asarray(r.images[0], np.float32)
         assert np.abs(a[40:, 40:] - b[40:, 40:]).mean() > 5  # stamped corner
@@ -44,7 +47,7 @@ def test_watermark_and_save_prompt_txt(data_dir):
         assert info["Watermark"] == "LS"
         txt = r.paths[0].with_suffix(".txt").read_text()
         assert txt.startswith("Typed prompt: a red circle\n") and "a red circle, warm light" in txt and "Seed: 4" in txt
-        route = dict((p, fn) for p, fn, _ in eng.extensions.extensions["save-prompt-txt"].routes)["/recent"]
+        route = dict((p, fn) for p, fn, _ in extensions.extensions["save-prompt-txt"].routes)["/recent"]
         assert route()["files"] == [str(r.paths[0].with_suffix(".txt"))]
     finally:
         eng.close()
@@ -66,7 +69,7 @@ def test_every_hook_kind_runs_and_a_failing_extension_does_not_stop_the_job(data
     bad = data_dir / "extensions" / "broken"
     bad.mkdir()
     (bad / "extension.py").write_text("def register(ext):\n    ext.step_callback(lambda *a: 1 / 0)\n")
-    eng = Engine(Settings(data_dir=data_dir, ckpt="tiny-sd1"))
+    eng, extensions = make_engine(data_dir)
     try:
         r = eng.generate(req())
         info = parse_infotext(r.infotexts[0])
@@ -75,7 +78,7 @@ def test_every_hook_kind_runs_and_a_failing_extension_does_not_stop_the_job(data
         import sys
         seen = sys.modules["latent_studio_ext_probe"].seen
         assert seen == ["request", "step0", "step1", "step2", "step3", "step4", "image4", r.paths[0].name]
-        assert "ZeroDivisionError" in eng.extensions.extensions["broken"].error
+        assert "ZeroDivisionError" in extensions.extensions["broken"].error
         assert len(r.images) == 1
     finally:
         eng.close()

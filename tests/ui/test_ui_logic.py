@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from webui.cli import build_parser
+from webui.flags import build_parser
 from webui.server import FlagError, credentials_from_args, parse_credentials, security_warnings
 
 
@@ -293,7 +293,6 @@ def test_extension_tab_routes_and_settings(engine, data_dir, tmp_path):
     (folder / "broken" / "extension.py").write_text("raise RuntimeError('boom')\n", encoding="utf-8")
     manager = ExtensionManager(folder, tmp_path / "ext-state.json")
     manager.discover()
-    engine.extensions = manager
     assert [r[:2] for r in rows(manager)] == [["broken", "error"], ["hello", "enabled"]]
     assert setting_rows(manager.extensions["hello"]) == [["times", "How many", "2"], ["loud", "Shout", "false"]]
     assert parse_value("3", 2) == 3 and parse_value("on", False) is True and parse_value("0.5", 1.0) == 0.5
@@ -302,10 +301,10 @@ def test_extension_tab_routes_and_settings(engine, data_dir, tmp_path):
 
     args = args_for("--api-auth", "bot:pw")
     ui, api = credentials_from_args(args)
-    app, ctx = create_app(args, engine, None, ui, api)
+    app, ctx = create_app(args, engine, None, ui, api, manager)
     from webui.ui import UiContext, build_ui
 
-    config = str(build_ui(UiContext(engine)).get_config_file())
+    config = str(build_ui(UiContext(engine, extensions=manager)).get_config_file())
     assert "hello from an extension" in config and "extensions_table" in config
     with TestClient(app) as client:
         assert client.get("/ext/hello/hi").status_code == 401

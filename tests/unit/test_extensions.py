@@ -35,7 +35,7 @@ def test_hooks_run_in_order_of_priority_then_name(folder):
             ext.prompt_transform(lambda p, n, r: (p + " first", n + "!"), order=-1)
     """)
     m = manager(folder)
-    assert m.transform_prompts("x", "", None) == ("x first a b", "!")
+    assert m.hooks.transform_prompts("x", "", None) == ("x first a b", "!")
 
 
 def test_broken_extensions_are_disabled_with_a_message_and_others_keep_working(folder):
@@ -56,10 +56,10 @@ def test_broken_extensions_are_disabled_with_a_message_and_others_keep_working(f
     assert "failed to load" in m.extensions["syntax-error"].error
     assert "register" in m.extensions["no-register"].error
     ctx = ImageContext(None, 0, 1, "p", "n", {})
-    assert m.postprocess_image(1, ctx) == 2  # 'raises' failed, 'good' still ran
+    assert m.hooks.postprocess_image(1, ctx) == 2  # 'raises' failed, 'good' still ran
     assert "boom" in m.extensions["raises"].error and not m.extensions["raises"].active
-    assert m.postprocess_image(1, ctx) == 2
-    assert m.infotext_params(None) == {"Good": "yes"}
+    assert m.hooks.postprocess_image(1, ctx) == 2
+    assert m.hooks.infotext_params(None) == {"Good": "yes"}
     assert any("raises" in msg and "boom" in msg for msg in m.messages)
 
 
@@ -70,15 +70,15 @@ def test_enable_state_and_settings_persist(folder):
             ext.request_transform(lambda req: req * ext.get("level"))
     """)
     m = manager(folder)
-    assert m.transform_request(2) == 6
+    assert m.hooks.transform_request(2) == 6
     m.update_settings("cfg", {"level": 5})
     m.set_enabled("cfg", False)
-    assert m.transform_request(2) == 2  # disabled at once
+    assert m.hooks.transform_request(2) == 2  # disabled at once
     m2 = manager(folder)
-    assert not m2.extensions["cfg"].enabled and m2.transform_request(2) == 2
+    assert not m2.extensions["cfg"].enabled and m2.hooks.transform_request(2) == 2
     m2.set_enabled("cfg", True)
     m3 = manager(folder)
-    assert m3.transform_request(2) == 10  # saved setting used
+    assert m3.hooks.transform_request(2) == 10  # saved setting used
 
 
 def test_url_install_refused_when_exposed(folder):

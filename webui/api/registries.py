@@ -27,8 +27,7 @@ def vaes(engine) -> list[dict]:
     return [v.as_api() for v in engine.list_vaes(refresh=True)]  # a folder scan, no hashing: cheap
 
 
-def extensions(engine) -> list[dict]:
-    manager = getattr(engine, "extensions", None)
+def extensions(manager) -> list[dict]:
     if manager is None:
         return []
     return [{"name": e.name, "remote": None, "branch": None, "commit_hash": None, "version": None,

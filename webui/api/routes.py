@@ -40,8 +40,9 @@ def _basic_auth(credentials: list[tuple[str, str]]):
 
 
 class SdApi:
-    def __init__(self, engine, auth: list[tuple[str, str]] | None = None):
+    def __init__(self, engine, auth: list[tuple[str, str]] | None = None, extensions=None):
         self.engine = engine
+        self.extension_manager = extensions
         self.options = ApiOptions(engine)
         deps = [Depends(_basic_auth(auth))] if auth else []
         self.router = APIRouter(prefix=PREFIX, tags=["sdapi"], route_class=ApiRoute, dependencies=deps,
@@ -232,7 +233,7 @@ class SdApi:
         return []
 
     def extensions(self) -> list[dict]:
-        return registries.extensions(self.engine)
+        return registries.extensions(self.extension_manager)
 
     # ---- refresh / load ------------------------------------------------------------------------------------
     def refresh_checkpoints(self) -> dict:
@@ -346,10 +347,10 @@ def _cuda(engine) -> dict:
         return {"error": str(exc)}
 
 
-def mount_api(app: FastAPI, engine, auth: list[tuple[str, str]] | None = None) -> SdApi:
+def mount_api(app: FastAPI, engine, auth: list[tuple[str, str]] | None = None, extensions=None) -> SdApi:
     """Add the /sdapi/v1 routes to `app` (HTTP Basic on every route when `auth` is given). Call it before the
     Gradio UI is mounted at "/", so these routes are matched first."""
-    api = SdApi(engine, auth)
+    api = SdApi(engine, auth, extensions)
     app.include_router(api.router)
     app.state.sdapi = api
     return api

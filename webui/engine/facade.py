@@ -2,45 +2,39 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
-from webui.engine import noise
 from webui.engine.checkpoints.loader import CheckpointLoadError, LoadedModel
 from webui.engine.checkpoints.manager import ModelManager
 from webui.engine.checkpoints.registry import CheckpointInfo, CheckpointRegistry, HashCache
 from webui.engine.device import DeviceConfig, select_device
-from webui.engine.generation import Batch, prompt_encoder, resize_image, run_batch
-from webui.engine.infotext import build_infotext
-from webui.engine.jobs import Job, JobQueue, JobState
+from webui.engine.generation import prompt_encoder
+from webui.engine.hooks import Hooks
+from webui.engine.jobs import Job, JobQueue
 from webui.engine.networks import NetworkManager
 from webui.engine.outputs import OutputWriter
-from webui.engine.preview import latent_preview
+from webui.engine.plan import JobPlan, Planner
 from webui.engine.prompts.encoder import PromptEncoder
-from webui.engine.prompts.prepare import prepare_prompts, strip_comments
+from webui.engine.prompts.prepare import strip_comments
 from webui.engine.prompts.styles import StyleStore
 from webui.engine.prompts.wildcards import WildcardExpander
-from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
-from webui.engine.samplers import SamplerError, resolve
-from webui.extensions import ExtensionManager, ImageContext
+from webui.engine.requests import GenerationRequest, GenerationResult
+from webui.engine.stages import GenerationJob
 from webui.files import remove_stale_temps
 from webui.settings import Settings, updated_settings
 
 log = logging.getLogger(__name__)
 
-VERSION = "latent-studio-0.1.0"
 BUILTIN_PREFIX = "latent-studio-shapes"
 
 
 class Engine:
-    def __init__(self, settings: Settings, device: DeviceConfig | None = None,
-                 extensions: ExtensionManager | None = None):
+    def __init__(self, settings: Settings, device: DeviceConfig | None = None, hooks: Hooks | None = None):
+        """`hooks`: the extension points' registered hooks (webui/extensions.py discovers extension folders and
+        passes `manager.hooks`); none by default."""
         self.settings = settings
-        if extensions is None:
-            extensions = ExtensionManager(settings.extensions_path, settings.cache_path / "extensions.json")
-            extensions.discover()
-        self.extensions = extensions
+        self.hooks = hooks or Hooks()
         self.device = device or select_device(settings)
         self.hashes = HashCache(settings.cache_path / "hashes.json")
         self.checkpoints = CheckpointRegistry(settings.checkpoint_dirs, self.hashes)
@@ -52,6 +46,7 @@ class Engine:
         self.styles = StyleStore(settings.styles_file)
         self.wildcards = WildcardExpander(settings.wildcards_path, max_combinations=settings.max_combinations)
         self.networks = NetworkManager(settings, self.hashes)  # LoRA, embeddings, VAE
+        self.planner = Planner(settings, self.models, self.styles, self.wildcards, self.networks, self.hooks)
         self.checkpoints.refresh()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
@@ -74,7 +69,8 @@ class Engine:
         target = self.models.resolve(query) if query else self.default_checkpoint()
         return self.queue.run("load", lambda state: self.models.select(target))
 
-    def ensure_model(self, query: str | None = None) -> LoadedModel:
+    def ensure_model(self, query: str | CheckpointInfo | None = None) -> LoadedModel:
+        """In the worker: the given checkpoint, else the active one, else the default one."""
         if query:
             return self.models.select(query)
         return self.models.active or self.models.select(self.default_checkpoint())
@@ -122,10 +118,16 @@ class Engine:
     _plain_counter: PromptEncoder | None = None
 
     # ---- generation ----------------------------------------------------------------------------------
+    def plan(self, request: GenerationRequest) -> JobPlan:
+        """The request resolved once (checkpoint, sampler, seeds, prompts, LoRAs, VAE); bad input raises here."""
+        return self.planner.plan(request)
+
     def submit(self, request: GenerationRequest) -> Job:
-        """Validate now (bad input never reaches the queue), then queue the job."""
-        self._check(request)
-        return self.queue.submit("img2img" if request.is_img2img else "txt2img", lambda st: self._generate(request, st))
+        """Plan now (bad input never reaches the queue), then queue the job; `job.plan` is what will run."""
+        plan = self.plan(request)
+        job = self.queue.submit(plan.mode, lambda state: GenerationJob(self, plan, state).run())
+        job.plan = plan
+        return job
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> GenerationResult:
         return self.submit(request).result(timeout)
@@ -143,111 +145,12 @@ class Engine:
     def skip(self) -> bool:
         return self.queue.skip()
 
-    def _check(self, req: GenerationRequest) -> None:
-        req.validate(self.settings.max_image_side, self.settings.max_batch_images)
-        try:
-            resolve(req.sampler_name, req.scheduler, self.settings.default_sampler)
-        except SamplerError as exc:
-            raise RequestError(str(exc)) from exc
-        if req.checkpoint and self.checkpoints.find(req.checkpoint) is None:
-            self.models.resolve(req.checkpoint)  # raises with the list of available titles
-        if (req.override_settings or {}).get("sd_vae"):
-            self.networks.vaes.validate(req.override_settings["sd_vae"])
-
-    def _generate(self, req: GenerationRequest, state: JobState) -> GenerationResult:
-        t_start = time.perf_counter()
-        req = self.extensions.transform_request(req)
-        model = self.ensure_model(req.checkpoint)
-        t_model = time.perf_counter()
-        choice = resolve(req.sampler_name, req.scheduler, self.settings.default_sampler)
-        width = req.width or model.spec.native_size[0]
-        height = req.height or model.spec.native_size[1]
-        n_images = req.batch_size * req.n_iter
-        seed = noise.fix_seed(req.seed)
-        subseed = noise.fix_seed(req.subseed)
-        prompt, negative = self.extensions.transform_prompts(req.prompt, req.negative_prompt, req)
-        prepared = prepare_prompts(prompt, negative, req.styles, [seed + i for i in range(n_images)],
-                                   self.styles, self.wildcards, req.combinatorial, self.settings.max_combinations)
-        seeds = prepared.seeds
-        subseeds = [subseed + i for i in range(len(seeds))]
-        n_iter = -(-len(seeds) // req.batch_size)
-        init = [resize_image(im, width, height, req.resize_mode) for im in req.init_images]
-        mode = "img2img" if init else "txt2img"
-        texts, neg_texts = prepared.encoder_texts()
-        # LoRAs resolved and loaded, embeddings loaded, the job's VAE in place (NetworkError is a RequestError)
-        nets = self.networks.prepare(model, self.device, prepared.networks, texts + neg_texts, req.override_settings)
-
-        params = {
-            "Steps": req.steps, "Sampler": choice.sampler.name, "Schedule type": choice.schedule,
-            "CFG scale": req.cfg_scale, "Seed": None, "Size": f"{width}x{height}",
-            "Model hash": (model.sha256 or "")[:10] or None, "Model": Path(model.title.split(" [")[0]).stem,
-            "VAE hash": nets.vae_hash, "VAE": nets.vae_name,
-            "Variation seed": None, "Variation seed strength": req.subseed_strength or None,
-            "Denoising strength": req.denoising_strength if init else None,
-            "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU",
-            **prepared.params, **nets.params, **self.extensions.infotext_params(req), "Version": VERSION,
-        }
-        result = GenerationResult(width=width, height=height, model_title=model.title, params=dict(params),
-                                  warnings=list(prepared.warnings))
-        state.job_count = n_iter
-        for it in range(n_iter):
-            if state.interrupted:
-                break
-            state.job_no = it
-            sl = slice(it * req.batch_size, min(len(seeds), (it + 1) * req.batch_size))
-            batch = Batch(seeds[sl], subseeds[sl], texts[sl], neg_texts[sl],
-                          init_images=[init[i % len(init)] for i in range(sl.start, sl.stop)] if init else None,
-                          mask=req.mask)
-            nets.activate(prepared.networks[sl])
-            images = run_batch(model, self.device, choice, batch, steps=req.steps, cfg_scale=req.cfg_scale,
-                               width=width, height=height, subseed_strength=req.subseed_strength,
-                               denoising_strength=req.denoising_strength, clip_skip=req.clip_skip, state=state,
-                               eta=req.eta, on_step=self._previewer(model),
-                               in_use=f"checkpoint {model.title}, {nets.describe()}", warnings=result.warnings)
-            if images is None:
-                if state.skipped and not state.interrupted:
-                    state.skipped = False
-                    result.skipped += len(batch.seeds)
-                continue
-            for j, image in enumerate(images):
-                k = sl.start + j
-                p = dict(params, Seed=seeds[k])
-                if req.subseed_strength > 0:
-                    p["Variation seed"] = subseeds[k]
-                ctx = ImageContext(req, k, seeds[k], prepared.prompts[k], prepared.negative_prompts[k], p)
-                image = self.extensions.postprocess_image(image, ctx)
-                info = build_infotext(prepared.prompts[k], prepared.negative_prompts[k], p)
-                if req.save_images and self.settings.save_images:
-                    path = self.outputs.save(image, info, seeds[k], mode, req.outpath)
-                    result.paths.append(path)
-                    self.extensions.call("saved", path, info, ctx)
-                result.images.append(image)
-                result.infotexts.append(info)
-                result.seeds.append(seeds[k])
-                result.subseeds.append(subseeds[k])
-                result.prompts.append(prepared.prompts[k])
-                result.negative_prompts.append(prepared.negative_prompts[k])
-        result.warnings += [w for w in nets.warnings if w not in result.warnings]
-        result.interrupted = state.interrupted
-        result.timings = {"model": t_model - t_start, "total": time.perf_counter() - t_start}
-        return result
-
-    def _previewer(self, model: LoadedModel):
-        every = self.settings.preview_every
-
-        def on_step(state: JobState, step_index: int, latents) -> None:
-            if every > 0 and (step_index + 1) % every == 0:
-                state.preview = latent_preview(model, latents)
-                state.preview_step = step_index + 1
-            self.extensions.call("step", state, step_index, latents)
-
-        return on_step
-
     def update_settings(self, changes: dict) -> list[str]:
         """The one way to change settings while running (Settings tab, POST /sdapi/v1/options): checked against
         one table, saved to the settings file, applied at once where possible. Returns the changed settings that
         apply after a restart. SettingError (SettingLocked for frozen or locked ones) names what was refused."""
         self.settings, restart = updated_settings(self.settings, changes)
+        self.planner.settings = self.settings
         self.models.set_cache_size(self.settings.checkpoint_cache_size)
         self.wildcards.max_combinations = self.settings.max_combinations
         return restart

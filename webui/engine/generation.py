@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from PIL import Image, ImageFilter, ImageOps
+import numpy as np
+from PIL import Image, ImageOps
 
 from webui.engine import noise as noise_mod
 from webui.engine.checkpoints.loader import LoadedModel
@@ -50,6 +51,7 @@ class Batch:
     negative_prompts: list[str]
     init_images: list[Image.Image] | None = None
     mask: Image.Image | None = None
+    latent_fill: str | None = None  # inpainting: "latent noise" / "latent nothing" under the mask
 
 
 def pipeline_for(model: LoadedModel, kind: str, device: DeviceConfig):
@@ -132,55 +134,95 @@ def prompt_encoder(model: LoadedModel) -> PromptEncoder:
     return enc
 
 
-def run_batch(model: LoadedModel, device: DeviceConfig, choice: SamplerChoice, batch: Batch, *, steps: int,
-              cfg_scale: float, width: int, height: int, subseed_strength: float, denoising_strength: float,
-              clip_skip: int, state: JobState, eta: float | None = None,
-              on_step: Callable | None = None, in_use: str = "",
-              warnings: list[str] | None = None) -> list[Image.Image] | None:
-    """Images of one batch, or None when the batch was skipped or interrupted before finishing. Raises
-    NonFiniteOutputError (naming `in_use`: the checkpoint, LoRAs and VAE) when the model produced NaN/Inf;
-    appends to `warnings` when a few pixels had to be drawn black."""
-    kind = "txt2img"
+@dataclass
+class SamplingSpec:
+    """What every pipeline call of one job shares (set once per job by the prepare stage)."""
+    choice: SamplerChoice
+    steps: int
+    cfg_scale: float
+    width: int
+    height: int
+    subseed_strength: float = 0.0
+    denoising_strength: float = 0.75
+    clip_skip: int = 1
+    eta: float | None = None
+
+
+def pipeline_kind(model: LoadedModel, batch: Batch) -> str:
     if batch.init_images:
-        kind = "inpaint" if (batch.mask is not None or model.spec.inpaint) else "img2img"
-    elif model.spec.inpaint:
-        kind = "inpaint"  # an inpainting model draws from scratch with a blank image and a full mask
+        return "inpaint" if (batch.mask is not None or model.spec.inpaint) else "img2img"
+    return "inpaint" if model.spec.inpaint else "txt2img"  # an inpainting model starts from a blank image
+
+
+def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, batch: Batch, state: JobState,
+                 on_step: Callable | None = None) -> torch.Tensor | None:
+    """The sampled latents of one batch, or None when it was skipped or interrupted before finishing."""
+    kind = pipeline_kind(model, batch)
     pipe = pipeline_for(model, kind, device)
-    pipe.scheduler = make_scheduler(choice, model.scheduler_config)
-    n = len(batch.seeds)
+    pipe.scheduler = make_scheduler(spec.choice, model.scheduler_config)
     # A1111 builds prompt schedules over the sampler's UNet calls (twice the steps for second-order samplers)
     conditioning = build_conditioning(prompt_encoder(model), batch.prompts, batch.negative_prompts,
-                                      steps * max(1, int(getattr(pipe.scheduler, "order", 1))), clip_skip)
+                                      spec.steps * max(1, int(getattr(pipe.scheduler, "order", 1))), spec.clip_skip)
     callback = StepCallback(state, conditioning, on_step)
-    args = dict(num_inference_steps=steps, guidance_scale=cfg_scale, output_type="latent",
+    args = dict(num_inference_steps=spec.steps, guidance_scale=spec.cfg_scale, output_type="latent",
                 generator=noise_mod.generators(batch.seeds), callback_on_step_end=callback,
                 callback_on_step_end_tensor_inputs=callback.tensor_inputs)
-    if eta is not None and "eta" in _call_params(pipe):
-        args["eta"] = eta
+    if spec.eta is not None and "eta" in _call_params(pipe):
+        args["eta"] = spec.eta
     args.update(conditioning.pipeline_kwargs())
-    latent_shape = (model.components["vae"].config.latent_channels, height // 8, width // 8)
-    exec_device = getattr(pipe, "_execution_device", device.device)
-    if kind == "txt2img":
-        latents = noise_mod.image_noise(batch.seeds, batch.subseeds, subseed_strength, latent_shape)
-        args.update(latents=latents.to(exec_device, device.dtype), width=width, height=height)
-    else:
-        images = batch.init_images or [Image.new("RGB", (width, height), (127, 127, 127))] * n
-        # at least one step: diffusers returns nothing when steps * strength rounds down to 0
-        strength = max(denoising_strength, 1.0 / steps) if batch.init_images else 1.0
-        args.update(image=images, strength=min(strength, 1.0))
-        if kind == "inpaint":
-            mask = batch.mask if batch.mask is not None else Image.new("L", (width, height), 255)
-            args.update(mask_image=mask, width=width, height=height)
-    state.set_step(0, steps if kind == "txt2img" else max(1, int(steps * args["strength"])))
+    args.update(_image_args(model, device, pipe, kind, spec, batch))
+    state.set_step(0, spec.steps if kind == "txt2img" else max(1, int(spec.steps * args["strength"])))
     pipe._interrupt = False
     out = pipe(**args)
-    if state.interrupted or state.skipped:
-        return None
-    check_latents(out.images, in_use or model.title, device.dtype)
-    images = decode_latents(model, out.images, device, in_use=in_use or model.title, warnings=warnings)
-    if kind == "inpaint" and batch.mask is not None and batch.init_images:
-        images = [_paste_unmasked(img, init, batch.mask) for img, init in zip(images, batch.init_images)]
-    return images
+    return None if state.interrupted or state.skipped else out.images
+
+
+def _image_args(model: LoadedModel, device: DeviceConfig, pipe, kind: str, spec: SamplingSpec,
+                batch: Batch) -> dict:
+    """The pipeline arguments that say where sampling starts: our noise, or the init images (and mask)."""
+    width, height = spec.width, spec.height
+    if kind == "txt2img":
+        shape = (model.components["vae"].config.latent_channels, height // 8, width // 8)
+        latents = noise_mod.image_noise(batch.seeds, batch.subseeds, spec.subseed_strength, shape)
+        exec_device = getattr(pipe, "_execution_device", device.device)
+        return dict(latents=latents.to(exec_device, device.dtype), width=width, height=height)
+    images = batch.init_images or [Image.new("RGB", (width, height), (127, 127, 127))] * len(batch.seeds)
+    # at least one step: diffusers returns nothing when steps * strength rounds down to 0
+    strength = min(max(spec.denoising_strength, 1.0 / spec.steps), 1.0) if batch.init_images else 1.0
+    args = dict(image=images, strength=strength)
+    if kind == "inpaint":
+        mask = batch.mask if batch.mask is not None else Image.new("L", (width, height), 255)
+        args.update(mask_image=mask, width=width, height=height)
+        if batch.latent_fill and batch.init_images:
+            latents = filled_latents(model, pipe, images, mask, batch)
+            keep = 1.0 - _latent_mask(mask, latents)
+            args.update(image=latents, masked_image_latents=latents * keep)
+    return args
+
+
+@torch.no_grad()
+def filled_latents(model: LoadedModel, pipe, images: list[Image.Image], mask: Image.Image,
+                   batch: Batch) -> torch.Tensor:
+    """A1111's "latent noise" / "latent nothing" masked content: the init images encoded by the VAE, and under the
+    mask, seeded noise or zeros instead. Given to the pipeline as its (already encoded) image."""
+    vae = model.components["vae"]
+    param = next(vae.parameters())
+    pixels = pipe.image_processor.preprocess(images).to(param.device, vae.dtype)
+    encoded = [vae.encode(pixels[i:i + 1]).latent_dist.sample(g)
+               for i, g in enumerate(noise_mod.generators(batch.seeds))]
+    latents = torch.cat(encoded) * vae.config.scaling_factor
+    if batch.latent_fill == "latent noise":
+        fill = torch.stack([noise_mod.seed_noise(s + 1, tuple(latents.shape[1:])) for s in batch.seeds])
+    else:
+        fill = torch.zeros_like(latents)
+    where = _latent_mask(mask, latents)
+    return latents * (1 - where) + fill.to(latents) * where
+
+
+def _latent_mask(mask: Image.Image, latents: torch.Tensor) -> torch.Tensor:
+    """The mask at latent size (1 = repaint), shaped to broadcast over `latents`."""
+    small = mask.convert("L").resize((latents.shape[-1], latents.shape[-2]), Image.BILINEAR)
+    return (torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0) > 0.5).to(latents)[None, None]
 
 
 def _call_params(pipe) -> set[str]:
@@ -257,14 +299,6 @@ def _decode_one(vae, lat: torch.Tensor) -> torch.Tensor:
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     arr = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(a) for a in arr]
-
-
-def _paste_unmasked(generated: Image.Image, init: Image.Image, mask: Image.Image, blur: int = 4) -> Image.Image:
-    """Keep the original pixels outside the (blurred) mask, like A1111's inpaint overlay."""
-    m = mask.convert("L").resize(generated.size)
-    if blur:
-        m = m.filter(ImageFilter.GaussianBlur(blur))
-    return Image.composite(generated, init.convert("RGB").resize(generated.size), m)
 
 
 # ---- img2img input preparation -------------------------------------------------------------------------

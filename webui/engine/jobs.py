@@ -69,6 +69,7 @@ class Job:
         self.state = state
         self.fn = fn
         self.future: Future = Future()
+        self.plan: Any = None  # a generation job's JobPlan (what will run), for callers and tests
 
     def result(self, timeout: float | None = None):
         return self.future.result(timeout)

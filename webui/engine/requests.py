@@ -10,6 +10,8 @@ from typing import Any
 
 from PIL import Image
 
+from webui.engine.inpaint import MASKED_CONTENT, MAX_MASK_BLUR
+
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
 
 #: Longest prompt / negative prompt, in characters. A1111 has no hard cap, but past CLIP's 75-token chunks a giant
@@ -50,6 +52,11 @@ def _check_number(name: str, value: object, lo: float = -math.inf, hi: float = m
         raise RequestError(f"{name} must be a finite number{bounds} (got {value!r})")
 
 
+def _check_integer(name: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise RequestError(f"{name} must be an integer from {lo} to {hi} (got {value!r})")
+
+
 def _check_seed(name: str, value: object, n_images: int) -> None:
     """Image k of a job uses seed + k: the last one must still be a valid seed."""
     top = MAX_SEED_VALUE - (n_images - 1)
@@ -78,9 +85,16 @@ class GenerationRequest:
     combinatorial: bool = False  # wildcards: one image per combination instead of random picks
     # img2img
     init_images: list[Image.Image] = field(default_factory=list)
-    mask: Image.Image | None = None
+    mask: Image.Image | None = None  # white = repaint (or an RGBA mask's opaque part)
     resize_mode: int = 0
     denoising_strength: float = 0.75
+    # inpainting, when `mask` is given (A1111's names and meanings; defaults as A1111's img2img tab)
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    inpainting_fill: int = 1  # masked content: 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool = False  # inpaint area: False whole picture, True only masked
+    inpaint_full_res_padding: int = 32  # only masked: pixels around the mask
+    inpainting_mask_invert: int = 0  # 1: repaint what is not masked
     # what to run on and where it goes
     checkpoint: str | None = None  # title/name; None = the active one
     save_images: bool = True
@@ -120,6 +134,17 @@ class GenerationRequest:
         if self.clip_skip < 1 or self.clip_skip > 12:
             raise RequestError("clip_skip must be between 1 and 12")
         _check_number("cfg_scale", self.cfg_scale, 0.0, 100.0)
+        if self.mask is not None:
+            self._validate_inpaint()
+
+    def _validate_inpaint(self) -> None:
+        if not self.is_img2img:
+            raise RequestError("mask: inpainting needs an init image")
+        for name in ("mask_blur_x", "mask_blur_y"):
+            _check_integer(name, getattr(self, name), 0, MAX_MASK_BLUR)
+        _check_integer("inpainting_fill", self.inpainting_fill, 0, len(MASKED_CONTENT) - 1)
+        _check_integer("inpaint_full_res_padding", self.inpaint_full_res_padding, 0, 4096)
+        _check_integer("inpainting_mask_invert", self.inpainting_mask_invert, 0, 1)
 
 
 @dataclass

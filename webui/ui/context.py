@@ -8,6 +8,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from webui.engine.facade import Engine
 from webui.engine.jobs import Job
@@ -27,6 +28,7 @@ class UiContext:
     engine: Engine
     notice: str | None = None  # e.g. "settings file was corrupt, moved aside"
     exposed: bool = False  # --listen / --share: reachable from other machines (no installing from URLs)
+    extensions: Any = None  # the ExtensionManager (its tabs and the Extensions tab); None: no extensions
     status: LoadStatus = field(default_factory=LoadStatus)
     jobs: dict[int, Job] = field(default_factory=dict)  # job id -> job, while it runs (for Interrupt / Skip)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

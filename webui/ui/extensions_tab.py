@@ -17,7 +17,7 @@ def _msg(text: str, kind: str = "ok") -> str:
 
 
 def _manager(ctx: UiContext):
-    return getattr(ctx.engine, "extensions", None)
+    return ctx.extensions
 
 
 def rows(manager) -> list[list[str]]:

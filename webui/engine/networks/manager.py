@@ -101,32 +101,32 @@ class NetworkManager:
         return vae
 
     # ---- a job -----------------------------------------------------------------------------------------------
-    def prepare(self, model, device, networks_per_image: list[list], texts: list[str],
-                override_settings: dict | None = None) -> JobNetworks:
-        override_settings = override_settings or {}
-        warnings: list[str] = []
-        pipe = network_pipeline(model, device)
-
-        # VAE first: a bad name fails the job before anything is loaded
-        vae_choice = override_settings.get("sd_vae") or self.vae_choice
-        vae = self.apply_vae(model, vae_choice)
-
-        # LoRAs: every name of the job resolved up front
+    def resolve_loras(self, networks_per_image: list[list]) -> tuple[dict, list[str]]:
+        """At planning time: every <lora:...> name of the job -> its file (an unknown name fails before the queue),
+        and warnings for what is ignored."""
         names: dict[str, object] = {}
+        warnings: list[str] = []
         other_kinds: list[str] = []
         for nets in networks_per_image:
             for net in nets:
-                if net.kind == "lora":
-                    if net.name not in names:
-                        names[net.name] = self.loras.resolve(net.name)
-                    if net.dyn_dim is not None:
-                        msg = f"{net.tag}: dyn (dynamic LoRA rank) is not supported and was ignored"
-                        if msg not in warnings:
-                            warnings.append(msg)
-                elif net.tag not in other_kinds:
-                    other_kinds.append(net.tag)
+                if net.kind != "lora":
+                    other_kinds += [net.tag] if net.tag not in other_kinds else []
+                    continue
+                if net.name not in names:
+                    names[net.name] = self.loras.resolve(net.name)
+                if net.dyn_dim is not None:
+                    msg = f"{net.tag}: dyn (dynamic LoRA rank) is not supported and was ignored"
+                    warnings += [msg] if msg not in warnings else []
         if other_kinds:
             warnings.append(f"Extra networks of these kinds are not supported and were ignored: {', '.join(other_kinds)}")
+        return names, warnings
+
+    def prepare(self, model, device, names: dict, texts: list[str], vae_choice: str | None = None) -> JobNetworks:
+        """In the worker: the job's VAE in place, its LoRAs (`names`, from resolve_loras) loaded into the model,
+        and the embeddings the texts use."""
+        warnings: list[str] = []
+        pipe = network_pipeline(model, device)
+        vae = self.apply_vae(model, vae_choice or self.vae_choice)  # first: a file that fails loads nothing else
         state = ModelLoras.of(model)
         state.max_loaded = self.max_loaded_loras
         unique = list({str(i.path.resolve()): i for i in names.values()}.values())

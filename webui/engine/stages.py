@@ -1,0 +1,183 @@
+"""The worker side of a generation job: a planned job (webui/engine/plan.py) runs `prepare` once, then every batch
+goes through the named stages in order:
+
+    sample -> decode -> overlay (inpainting) -> postprocess (extensions' image hooks) -> save
+
+A later feature adds a stage to STAGES (hires fix's second pass after `sample`, face restoration after `decode`,
+upscaling in `postprocess`), not a branch inside one function.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageOps
+
+from webui.engine.generation import (Batch, SamplingSpec, check_latents, decode_latents, resize_image,
+                                     sample_batch)
+from webui.engine.hooks import ImageContext
+from webui.engine.infotext import build_infotext
+from webui.engine.inpaint import InpaintPlan, mask_from_image, plan_inpaint
+from webui.engine.preview import latent_preview
+from webui.engine.requests import GenerationResult
+
+if TYPE_CHECKING:
+    from webui.engine.facade import Engine
+    from webui.engine.jobs import JobState
+    from webui.engine.plan import JobPlan
+
+VERSION = "latent-studio-0.1.0"
+
+
+@dataclass
+class BatchWork:
+    """One batch on its way through the stages."""
+    batch: Batch
+    first: int  # index of its first image in the job
+    latents: object = None
+    images: list[Image.Image] = field(default_factory=list)
+    contexts: list[ImageContext] = field(default_factory=list)
+
+
+class GenerationJob:
+    STAGES = ("sample", "decode", "overlay", "postprocess", "save")
+
+    def __init__(self, engine: Engine, plan: JobPlan, state: JobState):
+        self.engine, self.plan, self.state = engine, plan, state
+        self.req = plan.request
+
+    def run(self) -> GenerationResult:
+        t_start = time.perf_counter()
+        self.prepare()
+        t_model = self.t_model
+        self.state.job_count = self.plan.n_iter
+        for number, sl in enumerate(self.plan.batch_slices()):
+            if self.state.interrupted:
+                break
+            self.state.job_no = number
+            work = self.batch(sl)
+            for name in self.STAGES:
+                if not getattr(self, name)(work):
+                    break
+        result = self.result
+        result.warnings += [w for w in self.nets.warnings if w not in result.warnings]
+        result.interrupted = self.state.interrupted
+        result.timings = {"model": t_model - t_start, "total": time.perf_counter() - t_start}
+        return result
+
+    # ---- once per job --------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """The model, sizes, init images and mask, networks, and the infotext parameters all images share."""
+        eng, plan, req = self.engine, self.plan, self.req
+        self.model = eng.ensure_model(plan.checkpoint)
+        self.t_model = time.perf_counter()
+        width = req.width or self.model.spec.native_size[0]
+        height = req.height or self.model.spec.native_size[1]
+        self.spec = SamplingSpec(plan.sampler, req.steps, req.cfg_scale, width, height, req.subseed_strength,
+                                 req.denoising_strength, req.clip_skip, req.eta)
+        self.inits = [resize_image(im, width, height, req.resize_mode) for im in req.init_images]
+        self.inpaint = self._inpaint(width, height)
+        self.texts, self.neg_texts = plan.prompts.encoder_texts()
+        # LoRAs loaded, embeddings loaded, the job's VAE in place (NetworkError is a RequestError)
+        self.nets = eng.networks.prepare(self.model, eng.device, plan.loras, self.texts + self.neg_texts, plan.vae)
+        self.params = self._params(width, height)
+        self.result = GenerationResult(width=width, height=height, model_title=self.model.title,
+                                       params=dict(self.params), warnings=list(plan.prompts.warnings))
+
+    def _inpaint(self, width: int, height: int) -> InpaintPlan | None:
+        req = self.req
+        if req.mask is None or not self.inits:
+            return None
+        mask = mask_from_image(req.mask)
+        if req.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+        mask = resize_image(mask, width, height, req.resize_mode).convert("L")
+        return plan_inpaint(self.inits, mask, width, height, blur_x=req.mask_blur_x, blur_y=req.mask_blur_y,
+                            fill=req.inpainting_fill, only_masked=req.inpaint_full_res,
+                            padding=req.inpaint_full_res_padding)
+
+    def _params(self, width: int, height: int) -> dict:
+        model, req, nets, plan = self.model, self.req, self.nets, self.plan
+        inpaint = self.inpaint.params if self.inpaint else {}
+        return {
+            "Steps": req.steps, "Sampler": plan.sampler.sampler.name, "Schedule type": plan.sampler.schedule,
+            "CFG scale": req.cfg_scale, "Seed": None, "Size": f"{width}x{height}",
+            "Model hash": (model.sha256 or "")[:10] or None, "Model": Path(model.title.split(" [")[0]).stem,
+            "VAE hash": nets.vae_hash, "VAE": nets.vae_name,
+            "Variation seed": None, "Variation seed strength": req.subseed_strength or None,
+            "Denoising strength": req.denoising_strength if self.inits else None,
+            "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU",
+            **inpaint, "Mask mode": "Inpaint not masked" if self.inpaint and req.inpainting_mask_invert else None,
+            **plan.prompts.params, **nets.params, **plan.hook_params, "Version": VERSION,
+        }
+
+    def batch(self, sl: slice) -> BatchWork:
+        plan, inits = self.plan, self.inpaint.inits if self.inpaint else self.inits
+        batch = Batch(plan.seeds[sl], plan.subseeds[sl], self.texts[sl], self.neg_texts[sl],
+                      init_images=[inits[i % len(inits)] for i in range(sl.start, sl.stop)] if inits else None,
+                      mask=self.inpaint.mask if self.inpaint else self.req.mask,
+                      latent_fill=self.inpaint.latent_fill if self.inpaint else None)
+        return BatchWork(batch, sl.start)
+
+    # ---- the stages: each returns False to stop this batch -------------------------------------------------
+    def sample(self, work: BatchWork) -> bool:
+        self.nets.activate(self.plan.prompts.networks[work.first:work.first + len(work.batch.seeds)])
+        work.latents = sample_batch(self.model, self.engine.device, self.spec, work.batch, self.state,
+                                    self._on_step)
+        if work.latents is None and self.state.skipped and not self.state.interrupted:
+            self.state.skipped = False
+            self.result.skipped += len(work.batch.seeds)
+        return work.latents is not None
+
+    def decode(self, work: BatchWork) -> bool:
+        in_use = f"checkpoint {self.model.title}, {self.nets.describe()}"
+        check_latents(work.latents, in_use, self.engine.device.dtype)
+        work.images = decode_latents(self.model, work.latents, self.engine.device, in_use=in_use,
+                                     warnings=self.result.warnings)
+        return True
+
+    def overlay(self, work: BatchWork) -> bool:
+        """Inpainting: the generated area put back over the original, outside the blurred mask the original."""
+        if self.inpaint is not None:
+            overlays = self.inpaint.overlays
+            work.images = [overlays[(work.first + j) % len(overlays)].apply(image)
+                           for j, image in enumerate(work.images)]
+        return True
+
+    def postprocess(self, work: BatchWork) -> bool:
+        plan, hooks = self.plan, self.engine.hooks
+        for j, image in enumerate(work.images):
+            k = work.first + j
+            params = dict(self.params, Seed=plan.seeds[k])
+            if self.req.subseed_strength > 0:
+                params["Variation seed"] = plan.subseeds[k]
+            ctx = ImageContext(self.req, k, plan.seeds[k], plan.prompts.prompts[k],
+                               plan.prompts.negative_prompts[k], params)
+            work.images[j] = hooks.postprocess_image(image, ctx)
+            work.contexts.append(ctx)
+        return True
+
+    def save(self, work: BatchWork) -> bool:
+        eng, result = self.engine, self.result
+        for image, ctx in zip(work.images, work.contexts):
+            info = build_infotext(ctx.prompt, ctx.negative_prompt, ctx.params)
+            if self.req.save_images and eng.settings.save_images:
+                path = eng.outputs.save(image, info, ctx.seed, self.plan.mode, self.req.outpath)
+                result.paths.append(path)
+                eng.hooks.saved(path, info, ctx)
+            result.images.append(image)
+            result.infotexts.append(info)
+            result.seeds.append(ctx.seed)
+            result.subseeds.append(self.plan.subseeds[ctx.index])
+            result.prompts.append(ctx.prompt)
+            result.negative_prompts.append(ctx.negative_prompt)
+        return True
+
+    def _on_step(self, state: JobState, step_index: int, latents) -> None:
+        every = self.engine.settings.preview_every
+        if every > 0 and (step_index + 1) % every == 0:
+            state.preview = latent_preview(self.model, latents)
+            state.preview_step = step_index + 1
+        self.engine.hooks.step(state, step_index, latents)
