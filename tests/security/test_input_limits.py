@@ -313,14 +313,15 @@ def test_img2img_width_too_big_for_a_c_long_is_a_422(server):
     assert_still_serving(server)
 
 
-def test_img2img_size_is_checked_before_the_init_image_is_resized(server, monkeypatch):
-    """The init image was resized to width x height before the size was checked: 16384 x 16384 is 800 MB of RGB."""
+def test_img2img_size_is_checked_before_the_init_image_is_decoded(server, monkeypatch):
+    """The init image was decoded and resized to width x height before the size was checked: 16384 x 16384 is
+    800 MB of RGB."""
     from webui.api import schemas, translate
 
-    def resize_image(*args):
-        raise AssertionError("the init image was resized before the size was checked")
+    def decode_image(*args):
+        raise AssertionError("the init image was decoded before the size was checked")
 
-    monkeypatch.setattr(translate, "resize_image", resize_image)
+    monkeypatch.setattr(translate, "decode_image", decode_image)
     body = schemas.Img2ImgRequest(**dict(GOOD, init_images=[IMG], width=16384, height=16384))
     with pytest.raises(RequestError, match="width"):
         translate.prepare(server.engine, server.app.state.sdapi.options, body, "img2img")
