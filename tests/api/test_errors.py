@@ -71,7 +71,7 @@ CASES = [
     ("img2img", {"init_images": [IMG], "mask": "garbage!"}, 422, ["mask", "base64"]),
     ("img2img", {"init_images": [IMG], "denoising_strength": 1.5}, 422, ["denoising_strength"]),
     ("img2img", {"init_images": [IMG], "resize_mode": 3}, 422, ["resize_mode", "3"]),
-    ("img2img", {"init_images": [IMG], "inpainting_fill": 2}, 422, ["inpainting_fill"]),
+    ("img2img", {"init_images": [IMG], "mask": IMG, "inpainting_fill": 7}, 422, ["inpainting_fill"]),  # 0-3 exist
     ("img2img", {"init_images": [IMG], "initial_noise_multiplier": 0.5}, 422, ["initial_noise_multiplier"]),
     ("png-info", {"image": "definitely not an image"}, 422, ["image"]),
     ("png-info", {}, 422, ["image"]),

@@ -7,8 +7,8 @@ from PIL import Image
 
 from tests.api.helpers import b64png, pattern_image, px
 from webui.api.errors import ApiError
-from webui.api.images import (Overlay, crop_region, decode_image, encode_png, fill_masked, flatten,
-                              mask_from_image, upscale)
+from webui.api.images import decode_image, encode_png, flatten, upscale
+from webui.engine.inpaint import Overlay, crop_region, fill_masked, mask_from_image
 from webui.engine.image_files import read_infotext
 
 

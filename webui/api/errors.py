@@ -16,8 +16,10 @@ from starlette.exceptions import HTTPException
 
 from webui.engine.checkpoints.loader import CheckpointLoadError
 from webui.engine.jobs import QueueFullError
-from webui.engine.requests import RequestError
+from webui.engine.generation import NonFiniteOutputError
+from webui.engine.requests import NotFoundError, RequestError
 from webui.engine.samplers import SamplerError
+from webui.settings import SettingError, SettingLocked
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,12 @@ def to_response(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RequestValidationError):
         errs = list(exc.errors())
         return error_response(422, type(exc).__name__, validation_message(errs), _clean_errors(errs))
-    if isinstance(exc, SamplerError):
+    if isinstance(exc, (SamplerError, NotFoundError)):
         return error_response(404, type(exc).__name__, str(exc))
+    if isinstance(exc, SettingLocked):
+        return error_response(403, type(exc).__name__, str(exc))
+    if isinstance(exc, (SettingError, NonFiniteOutputError)):  # the model's NaN: a clear message, not a 500
+        return error_response(422, type(exc).__name__, str(exc))
     if isinstance(exc, USER_ERRORS):
         return error_response(422, type(exc).__name__, str(exc))
     if isinstance(exc, CheckpointLoadError):

@@ -1,14 +1,13 @@
-"""Images in and out of the API: base64 decoding with clear errors, PNG encoding with the infotext embedded, and the
-img2img/inpainting preparation A1111 clients expect (mask conventions, 'fill' masked content, 'only masked'
-inpainting, final overlay) plus the plain upscalers of the Extras endpoints. Pure Pillow/NumPy."""
+"""Images in and out of the API: base64 decoding with clear errors (and size limits checked before any pixel is
+decoded), PNG encoding with the infotext embedded, transparency flattened like A1111's img2img, and the plain
+upscalers of the Extras endpoints. Inpainting itself is the engine's (webui/engine/inpaint.py). Pure Pillow."""
 from __future__ import annotations
 
 import base64
 import binascii
 import io
-from dataclasses import dataclass
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
 from webui.api.errors import ApiError
 from webui.engine.image_files import png_info_for, read_infotext
@@ -92,91 +91,6 @@ def flatten(image: Image.Image, background=IMG2IMG_BACKGROUND) -> Image.Image:
         base.alpha_composite(rgba)
         return base.convert("RGB")
     return image.convert("RGB")
-
-
-def mask_from_image(image: Image.Image) -> Image.Image:
-    """A1111 convention: white = repaint. An RGBA mask that really uses transparency is read from its alpha
-    channel (opaque = repaint), anything else from its brightness."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode == "RGBA" and image.getextrema()[-1] != (255, 255):
-        return image.getchannel("A").point(lambda v: 255 if v > 128 else 0)
-    return image.convert("L")
-
-
-def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """'fill' masked content: cover the masked area with colours spread in from the unmasked pixels, through
-    premultiplied-alpha blurs from wide to sharp, so img2img starts from the surroundings' colours."""
-    keep = ImageOps.invert(mask.convert("L").point(lambda v: 255 if v > 127 else 0))
-    if keep.getextrema() == (0, 0):  # everything masked: nothing to fill from
-        return image.convert("RGB")
-    source = image.convert("RGB").convert("RGBA")
-    source.putalpha(keep)
-    premultiplied = source.convert("RGBa")
-    out = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    for radius, repeats in ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1)):
-        layer = premultiplied.filter(ImageFilter.GaussianBlur(radius)) if radius else premultiplied
-        layer = layer.convert("RGBA")
-        for _ in range(repeats):
-            out.alpha_composite(layer)
-    base = Image.new("RGBA", image.size, (127, 127, 127, 255))
-    base.alpha_composite(out)
-    return base.convert("RGB")
-
-
-def crop_region(mask: Image.Image, padding: int, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """'Only masked' area: the mask's bounding box plus `padding`, grown to the aspect ratio of width x height and
-    kept inside the image. None when the mask is empty."""
-    box = mask.point(lambda v: 255 if v > 127 else 0).getbbox()
-    if box is None:
-        return None
-    w_img, h_img = mask.size
-    x1, y1, x2, y2 = box
-    x1, y1 = max(0, x1 - padding), max(0, y1 - padding)
-    x2, y2 = min(w_img, x2 + padding), min(h_img, y2 + padding)
-    target = width / height
-    w, h = x2 - x1, y2 - y1
-    if w / h < target:
-        new_w = min(w_img, round(h * target))
-        x1 -= (new_w - w) // 2
-        x2 = x1 + new_w
-    else:
-        new_h = min(h_img, round(w / target))
-        y1 -= (new_h - h) // 2
-        y2 = y1 + new_h
-
-    def shift(lo, hi, limit):
-        if lo < 0:
-            hi, lo = hi - lo, 0
-        if hi > limit:
-            lo, hi = max(0, lo - (hi - limit)), limit
-        return lo, hi
-
-    x1, x2 = shift(x1, x2, w_img)
-    y1, y2 = shift(y1, y2, h_img)
-    return x1, y1, x2, y2
-
-
-def blur_mask(mask: Image.Image, blur_x: int, blur_y: int) -> Image.Image:
-    if blur_x <= 0 and blur_y <= 0:
-        return mask
-    return mask.filter(ImageFilter.GaussianBlur((max(blur_x, 0), max(blur_y, 0))))
-
-
-@dataclass
-class Overlay:
-    """How to put a generated image back over the original: paste into `box` (only masked) and keep the
-    original outside the blurred mask."""
-    original: Image.Image  # init image at the output size, before any fill
-    mask: Image.Image  # blurred mask at the output size (white = generated)
-    box: tuple[int, int, int, int] | None = None
-
-    def apply(self, generated: Image.Image) -> Image.Image:
-        if self.box is not None:
-            x1, y1, x2, y2 = self.box
-            placed = self.original.copy()
-            placed.paste(generated.convert("RGB").resize((x2 - x1, y2 - y1), Image.LANCZOS), (x1, y1))
-            generated = placed
-        return Image.composite(generated.convert("RGB"), self.original, self.mask)
 
 
 # ---- Extras upscaling ----------------------------------------------------------------------------------------

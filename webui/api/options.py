@@ -5,23 +5,19 @@ is a 422 naming it; an unknown checkpoint is a 404 naming it. Setting an option 
 always accepted (clients often send back the whole GET answer)."""
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any, Callable
 
 from webui.api.errors import ApiError
 from webui.engine.checkpoints.loader import CheckpointLoadError
+from webui.settings import SettingError, SettingLocked, check_settings
 
-log = logging.getLogger(__name__)
 
 # Our own API setting (A1111 has none of that name): save every API image, whatever the request's save_images.
 API_ALWAYS_SAVE = "api_always_save"
-
-
-def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ApiError(422, f"option {key}: expected true or false (got {value!r})")
-    return value
+# A1111 option -> our setting (checked by webui.settings' one table)
+SETTINGS = {"samples_save": "save_images", "sd_checkpoints_limit": "checkpoint_cache_size",
+            API_ALWAYS_SAVE: API_ALWAYS_SAVE}
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -45,7 +41,7 @@ def resolve_checkpoint(engine, value: Any, field: str):
         raise ApiError(422, f"{field}: expected a checkpoint title of at most {MAX_NAME_CHARS} characters "
                             f"(got {_short(value)})")
     try:
-        return engine.models.resolve(value)
+        return engine.resolve_checkpoint(value)
     except (OSError, ValueError) as exc:  # the file-path fallback of the lookup hit an impossible path
         raise ApiError(404, f"{field}: checkpoint {_short(value)} not found ({type(exc).__name__})") from None
 
@@ -60,11 +56,10 @@ class ApiOptions:
         self.engine = engine
         self.clip_skip = 1  # A1111 CLIP_stop_at_last_layers: the clip skip of API requests that do not override it
         self._lock = threading.Lock()
-        self._dirty = False
 
     # ---- reading -------------------------------------------------------------------------------------------
     def checkpoint_title(self) -> str | None:
-        active = self.engine.models.active
+        active = self.engine.active_model()
         if active is not None:
             return active.title
         try:
@@ -74,13 +69,13 @@ class ApiOptions:
 
     def snapshot(self) -> dict[str, Any]:
         eng, st = self.engine, self.engine.settings
-        active = eng.models.active
-        outputs = eng.outputs.root
+        active = eng.active_model()
+        outputs = st.outputs_path
         return {
             "sd_model_checkpoint": self.checkpoint_title(),
             "sd_checkpoint_hash": active.sha256 if active is not None else None,
-            "sd_checkpoints_limit": eng.models.cache_size,
-            "sd_vae": eng.networks.vae_choice,
+            "sd_checkpoints_limit": eng.model_cache().size,
+            "sd_vae": eng.vae_choice,
             "CLIP_stop_at_last_layers": self.clip_skip,
             "samples_save": bool(st.save_images),
             "samples_format": "png",
@@ -101,42 +96,41 @@ class ApiOptions:
 
     # ---- writing -------------------------------------------------------------------------------------------
     def apply(self, changes: dict[str, Any]) -> None:
+        """Checked as a whole before anything changes; settings go through the engine's one settings table."""
         if not isinstance(changes, dict):
             raise ApiError(422, "options: expected a JSON object of option names and values")
         with self._lock:
             current = self.snapshot()
-            checkpoint, setters = None, []
-            for key, value in changes.items():
+            changed = {k: v for k, v in changes.items() if k not in current or v != current[k]}
+            if changed and self.engine.settings.freeze_settings:
+                raise SettingLocked(f"settings are frozen (--freeze-settings); not changed: {', '.join(changed)}")
+            checkpoint, settings, setters = None, {}, []
+            for key, value in changed.items():
                 if key == "sd_model_checkpoint":
-                    if value is None or value == current[key]:
-                        continue
-                    checkpoint = resolve_checkpoint(self.engine, value, f"option {key}")  # before anything changes
+                    if value is not None:
+                        checkpoint = resolve_checkpoint(self.engine, value, f"option {key}")
                 elif key == "sd_vae":
-                    if value != current[key]:
-                        v = self._vae(value, key)
-                        setters.append(lambda v=v: self.engine.select_vae(v))
+                    setters.append(lambda v=self._vae(value, key): self.engine.select_vae(v))
                 elif key == "CLIP_stop_at_last_layers":
-                    v = _int_range(1, 12)(key, value)
-                    setters.append(lambda v=v: setattr(self, "clip_skip", v))
-                elif key == "sd_checkpoints_limit":
-                    v = _int_range(1, 16)(key, value)
-                    setters.append(lambda v=v: self._set_cache_size(v))
-                elif key == "samples_save":
-                    v = _bool(key, value)
-                    setters.append(lambda v=v: self._set_setting("save_images", v))
-                elif key == API_ALWAYS_SAVE:
-                    v = _bool(key, value)
-                    setters.append(lambda v=v: setattr(self.engine.settings, API_ALWAYS_SAVE, v))
+                    setters.append(lambda v=_int_range(1, 12)(key, value): setattr(self, "clip_skip", v))
+                elif key in SETTINGS:
+                    settings[SETTINGS[key]] = self._setting(key, value)
                 elif key in current:
-                    if value != current[key]:
-                        raise ApiError(422, f"option {key} cannot be changed (it is {current[key]!r})")
+                    raise ApiError(422, f"option {key} cannot be changed (it is {current[key]!r})")
                 else:
                     raise ApiError(422, f"option {key!r} is not supported. Known options: {', '.join(current)}")
+            if settings:
+                self.engine.update_settings(settings)  # saved to the settings file
             if checkpoint is not None:
-                self.engine.load_checkpoint(checkpoint.title)  # through the queue; on failure nothing else changes
+                self.engine.load_checkpoint(checkpoint.title)  # through the queue; on failure the old one stays
             for set_ in setters:
                 set_()
-            self._persist()
+
+    def _setting(self, key: str, value: Any) -> Any:
+        try:
+            return check_settings(self.engine.settings, {SETTINGS[key]: value})[SETTINGS[key]]
+        except SettingError as exc:
+            raise ApiError(422, f"option {key}: {str(exc).partition(': ')[2]}") from None
 
     def _vae(self, value, key: str) -> str:
         """A valid "SD VAE" choice ('Automatic', 'None' or a VAE file name); 404 naming the unknown one."""
@@ -145,30 +139,11 @@ class ApiOptions:
         if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME_CHARS):
             raise ApiError(422, f"{key}: expected the name of a VAE, 'Automatic' or 'None' (got {_short(value)})")
         try:
-            return self.engine.networks.vaes.validate(value)
+            return self.engine.check_vae(value)
         except NetworkError as exc:
             raise ApiError(404, f"{key}: {exc}") from exc
         except (OSError, ValueError) as exc:  # the file-path fallback of the lookup hit an impossible path
             raise ApiError(404, f"{key}: VAE {_short(value)} not found ({type(exc).__name__})") from None
-
-    def _set_cache_size(self, n: int) -> None:
-        self.engine.models.set_cache_size(n)
-        self._set_setting("checkpoint_cache_size", n)
-
-    def _set_setting(self, name: str, value) -> None:
-        setattr(self.engine.settings, name, value)
-        self._dirty = True
-
-    def _persist(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
-        try:
-            from webui.settings import save_user_settings
-
-            save_user_settings(self.engine.settings)
-        except Exception:  # noqa: BLE001 - the change is applied; saving is best effort
-            log.exception("could not save the settings file")
 
     def override(self, key: str, value: Any) -> tuple[str, Any] | None:
         """One override_settings entry of a generation request -> ('checkpoint'|'clip_skip', value), or None when

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 from webui.api.errors import ApiError
-from webui.engine.networks import NetworkError
 
 NETWORK_TAG = re.compile(r"<(lora|lyco|hypernet):([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
 LORA_TAG = NETWORK_TAG
@@ -39,20 +38,7 @@ def refresh(engine, name: str) -> None:
      "embeddings": lambda: engine.list_embeddings(refresh=True)}[name]()
 
 
-def check_styles(engine, names: list[str]) -> None:
-    missing = [n for n in names if n not in engine.styles]
-    if missing:
-        raise ApiError(404, f"style(s) not found: {', '.join(map(repr, missing))}. "
-                            f"Available: {', '.join(sorted(engine.styles.names())) or 'none'}")
-
-
-def check_extra_networks(engine, *prompts: str) -> None:
-    """<hypernet:...> is unsupported (422); an unknown LoRA is a 404 naming it (with close matches)."""
-    tags = [(m.group(1).lower(), m.group(2).strip()) for p in prompts if p for m in NETWORK_TAG.finditer(p)]
-    if any(kind == "hypernet" for kind, _ in tags):
+def check_network_kinds(*prompts: str) -> None:
+    """<hypernet:...> is refused by the API (422); LoRA names are resolved by the engine when the job is planned."""
+    if any(m.group(1).lower() == "hypernet" for p in prompts if p for m in NETWORK_TAG.finditer(p)):
         raise ApiError(422, "hypernetworks (<hypernet:...>) are not supported")
-    for _, name in tags:
-        try:
-            engine.networks.loras.resolve(name)
-        except NetworkError as exc:
-            raise ApiError(404, str(exc)) from exc

@@ -93,12 +93,12 @@ class SdApi:
         return await self._generate(body, "img2img", request)
 
     async def _generate(self, body: schemas.GenerationBody, mode: str, request: Request) -> dict:
-        plan = await run_in_threadpool(translate.prepare, self.engine, self.options, body, mode)
-        job = await run_in_threadpool(self.engine.submit, plan.request)
+        call = await run_in_threadpool(translate.prepare, self.engine, self.options, body, mode)
+        job = await run_in_threadpool(self.engine.submit, call.request)
         result = await self._wait(job, request)
-        if plan.restore_checkpoint:
-            await run_in_threadpool(self._restore, plan.restore_checkpoint)
-        return await run_in_threadpool(translate.response_body, self.engine, plan, result)
+        if call.restore_checkpoint:
+            await run_in_threadpool(self._restore, call.restore_checkpoint)
+        return await run_in_threadpool(translate.response_body, self.engine, call, result)
 
     async def _wait(self, job, request: Request):
         """The job's result; a job still waiting in the queue when its client has gone is dropped."""
@@ -118,8 +118,7 @@ class SdApi:
 
     # ---- progress and control ----------------------------------------------------------------------------
     async def progress(self, skip_current_image: bool = False) -> dict:
-        queue = self.engine.queue
-        job, waiting = queue.current, queue.waiting
+        job, waiting = self.engine.current_job(), self.engine.queue_length()
         if job is None:
             state = schemas.ProgressState(job_count=1 if waiting else 0, queued=waiting)
             return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": None}
@@ -253,7 +252,7 @@ class SdApi:
         return {}
 
     def reload_checkpoint(self) -> dict:
-        active = self.engine.models.active
+        active = self.engine.active_model()
         self.engine.load_checkpoint(active.title if active is not None else None)
         return {}
 

@@ -1,6 +1,6 @@
-"""A1111 request bodies -> GenerationRequest, and GenerationResult -> A1111 response bodies.
-
-Everything here runs before the job is queued (bad input never reaches the queue) or after it finished."""
+"""A1111 request bodies -> GenerationRequest, and GenerationResult -> A1111 response bodies. The engine plans,
+generates, inpaints and saves; this module only speaks A1111's dialect (its field names and defaults,
+override_settings, a pasted infotext, the response's `info`)."""
 from __future__ import annotations
 
 import json
@@ -9,22 +9,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, ImageOps
 from pydantic import ValidationError
 
 from webui.api import registries
 from webui.api.errors import ApiError, unsupported, validation_message
-from webui.api.images import (Overlay, blur_mask, crop_region, decode_image, encode_png, fill_masked, flatten,
-                              mask_from_image)
+from webui.api.images import decode_image, encode_png, flatten
 from webui.api.options import ApiOptions, resolve_checkpoint
-from webui.api.schemas import GenerationBody, Img2ImgRequest
-from webui.engine import noise
-from webui.engine.generation import resize_image
-from webui.engine.infotext import MAX_PARAMS_LINE_CHARS, build_infotext, parse_infotext, typed_params
+from webui.api.schemas import GenerationBody
+from webui.engine.infotext import MAX_PARAMS_LINE_CHARS, parse_infotext, typed_params
 from webui.engine.requests import MAX_PROMPT_CHARS, MAX_SEED_VALUE, GenerationRequest, GenerationResult, check_text
-from webui.engine.samplers import resolve
 
-MASKED_CONTENT = {0: "fill", 1: "original", 2: "latent noise", 3: "latent nothing"}
 # A pasted infotext: a prompt, a negative prompt and a params line, each at its own cap
 MAX_INFOTEXT_CHARS = 2 * MAX_PROMPT_CHARS + MAX_PARAMS_LINE_CHARS
 
@@ -57,10 +51,8 @@ TXT2IMG_UNSUPPORTED = (
 )
 IMG2IMG_UNSUPPORTED = (
     ("resize_mode", _is(0, 1, 2), "supported: 0 just resize, 1 crop and resize, 2 resize and fill"),
-    ("inpainting_fill", _is(0, 1), "supported masked content: 0 fill, 1 original"),
     ("initial_noise_multiplier", _is(1), "only 1.0 is supported"),
     ("latent_mask", _off, "a separate latent mask is not available"),
-    ("inpainting_mask_invert", _is(0, 1), "0 = inpaint masked, 1 = inpaint not masked"),
 )
 
 # infotext key -> request field (A1111 applies a pasted infotext to the fields the request does not set)
@@ -73,19 +65,14 @@ INFOTEXT_FIELDS = {
 
 
 @dataclass
-class Plan:
-    """Everything the API decided before queueing a job, and what to do with the result."""
+class ApiCall:
+    """One generation call: the engine request it became, and what the answer needs."""
     mode: str  # txt2img | img2img
     request: GenerationRequest
-    save: bool  # the client's wish (save_images or the always-save option)
     send_images: bool
     echo: dict
-    overlays: list[Overlay] | None = None  # img2img with a mask: put the result back over the original
-    extra_params: dict = field(default_factory=dict)  # infotext additions (mask settings)
     restore_checkpoint: str | None = None
-    clip_skip: int = 1
     styles: list[str] = field(default_factory=list)
-    inpaint_model: bool = False
     timestamp: str = ""
 
 
@@ -149,15 +136,6 @@ def _check_scripts(values: dict) -> None:
                             f"scripts are installed)")
 
 
-def _seed(values: dict, name: str) -> int:
-    v = values.get(name)
-    if v is None or v == -1:
-        return noise.fix_seed(-1)
-    if v < 0:
-        raise ApiError(422, f"{name} must be -1 (random) or a non-negative integer (got {v})")
-    return int(v)
-
-
 def _size(values: dict, name: str) -> int:
     v = _get(values, name, 512)
     if v < 64:
@@ -165,13 +143,44 @@ def _size(values: dict, name: str) -> int:
     return int(v) - int(v) % 8  # A1111 renders multiples of 8 (the latent is 1/8 of the image)
 
 
-def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Plan:
+def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> ApiCall:
+    """The A1111 body as an engine request. What the engine knows how to check (sampler, styles, LoRAs, VAE, value
+    ranges) it checks once, when the request is submitted; here only what is A1111-API specific."""
     values = _values(body)
     _check_unsupported(values, COMMON_UNSUPPORTED)
     _check_unsupported(values, TXT2IMG_UNSUPPORTED if mode == "txt2img" else IMG2IMG_UNSUPPORTED)
     _check_scripts(values)
+    checkpoint, restore, clip_skip, overrides = _overrides(engine, options, values)
+    prompt, negative = _get(values, "prompt", ""), _get(values, "negative_prompt", "")
+    check_text("prompt", prompt)  # before anything reads a giant prompt
+    check_text("negative_prompt", negative)
+    if values.get("disable_extra_networks") and registries.LORA_TAG.search(prompt + negative):
+        raise unsupported("disable_extra_networks", True, "extra network tags cannot be switched off yet")
+    registries.check_network_kinds(prompt, negative)
+    request = GenerationRequest(
+        prompt=prompt, negative_prompt=negative, styles=list(values.get("styles") or []),
+        seed=_get(values, "seed", -1), subseed=_get(values, "subseed", -1),
+        subseed_strength=float(_get(values, "subseed_strength", 0.0)),
+        sampler_name=values.get("sampler_name") or values.get("sampler_index") or "Euler",
+        scheduler=values.get("scheduler"), steps=_get(values, "steps", 50),
+        cfg_scale=float(_get(values, "cfg_scale", 7.0)), width=_size(values, "width"), height=_size(values, "height"),
+        batch_size=_get(values, "batch_size", 1), n_iter=_get(values, "n_iter", 1), clip_skip=clip_skip,
+        eta=values.get("eta"), checkpoint=checkpoint, override_settings=overrides,
+        save_images=bool(values.get("save_images")) or options.always_save)
+    call = ApiCall(mode=mode, request=request, send_images=bool(_get(values, "send_images", True)),
+                   echo=body.model_dump(), restore_checkpoint=restore, styles=request.styles,
+                   timestamp=time.strftime("%Y%m%d%H%M%S"))
+    if mode == "img2img":
+        # sizes, steps, seeds ... checked before the images are decoded (a width of 16384 would otherwise
+        # allocate gigabytes first); the engine checks again, with the images, when the job is submitted
+        request.validate(engine.settings.max_image_side, engine.settings.max_batch_images)
+        _img2img(call, values)
+    return call
 
-    # override_settings: the checkpoint and clip skip; anything else only when it changes nothing
+
+def _overrides(engine, options: ApiOptions, values: dict) -> tuple[str | None, str | None, int, dict]:
+    """override_settings -> (checkpoint title, title to switch back to afterwards, clip skip, engine overrides);
+    anything else only when it changes nothing."""
     checkpoint, clip_skip, overrides = None, options.clip_skip, {}
     for key, value in (values.get("override_settings") or {}).items():
         got = options.override(key, value)
@@ -183,135 +192,49 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Pla
             overrides["sd_vae"] = got[1]
         else:
             clip_skip = got[1]
-    restore = None
-    active = engine.models.active
+    restore, active = None, engine.active_model()
     if checkpoint:
-        info = resolve_checkpoint(engine, checkpoint, "override_settings.sd_model_checkpoint")  # 404 naming it
-        checkpoint = info.title
-        if _get(values, "override_settings_restore_afterwards", True) and active is not None and active.title != checkpoint:
+        checkpoint = resolve_checkpoint(engine, checkpoint, "override_settings.sd_model_checkpoint").title
+        if _get(values, "override_settings_restore_afterwards", True) and active is not None \
+                and active.title != checkpoint:
             restore = active.title
     elif active is not None:
         # run on the model that is current now, even if a request queued before this one overrides it for itself
         # (A1111 switches back before serving the next request)
         checkpoint = active.title
-
-    sampler = values.get("sampler_name") or values.get("sampler_index") or "Euler"
-    choice = resolve(sampler, values.get("scheduler"), engine.settings.default_sampler)  # 404 naming valid ones
-
-    prompt, negative = _get(values, "prompt", ""), _get(values, "negative_prompt", "")
-    check_text("prompt", prompt)  # before anything reads a giant prompt (the engine checks again)
-    check_text("negative_prompt", negative)
-    styles = list(values.get("styles") or [])
-    registries.check_styles(engine, styles)
-    if values.get("disable_extra_networks") and registries.LORA_TAG.search(prompt + negative):
-        raise unsupported("disable_extra_networks", True, "extra network tags cannot be switched off yet")
-    registries.check_extra_networks(engine, prompt, negative)
-
-    save = bool(values.get("save_images")) or options.always_save
-    request = GenerationRequest(
-        prompt=prompt, negative_prompt=negative, styles=styles,
-        seed=_seed(values, "seed"), subseed=_seed(values, "subseed"),
-        subseed_strength=float(_get(values, "subseed_strength", 0.0)),
-        sampler_name=choice.sampler.name, scheduler=choice.requested_schedule,
-        steps=_get(values, "steps", 50), cfg_scale=float(_get(values, "cfg_scale", 7.0)),
-        width=_size(values, "width"), height=_size(values, "height"),
-        batch_size=_get(values, "batch_size", 1), n_iter=_get(values, "n_iter", 1),
-        clip_skip=clip_skip, eta=values.get("eta"), checkpoint=checkpoint, save_images=save,
-        override_settings=overrides,
-    )
-    echo = body.model_dump()
-    plan = Plan(mode=mode, request=request, save=save, send_images=bool(_get(values, "send_images", True)),
-                echo=echo, restore_checkpoint=restore, clip_skip=clip_skip, styles=styles,
-                timestamp=time.strftime("%Y%m%d%H%M%S"))
-    if mode == "img2img":
-        # sizes, steps, seeds ... checked before the images are decoded and resized to width x height (a width of
-        # 16384 would otherwise allocate gigabytes first); the engine checks again, with the images, when queueing
-        request.validate(engine.settings.max_image_side, engine.settings.max_batch_images)
-        _prepare_img2img(plan, values, body)
-    return plan
+    return checkpoint, restore, clip_skip, overrides
 
 
-def _prepare_img2img(plan: Plan, values: dict, body: Img2ImgRequest) -> None:
-    req = plan.request
+def _img2img(call: ApiCall, values: dict) -> None:
+    """Init images and mask decoded; resizing, mask handling and the overlay are the engine's (the same as the
+    img2img tab's), with the A1111 API's defaults."""
+    req = call.request
     sources = values.get("init_images") or []
     if not sources:
         raise ApiError(422, "init_images: img2img needs at least one image")
-    width, height = req.width, req.height
-    resize_mode = _get(values, "resize_mode", 0)
-    originals = [resize_image(flatten(decode_image(s, f"init_images[{i}]")), width, height, resize_mode)
-                 for i, s in enumerate(sources)]
+    req.init_images = [flatten(decode_image(s, f"init_images[{i}]")) for i, s in enumerate(sources)]
+    req.resize_mode = _get(values, "resize_mode", 0)
     req.denoising_strength = float(_get(values, "denoising_strength", 0.75))
-    req.resize_mode = 0  # already at the output size
-    req.init_images = originals
-    if not plan.echo.get("include_init_images"):
-        plan.echo["init_images"] = None
-        plan.echo["mask"] = None
-    plan.echo.pop("include_init_images", None)
+    if not call.echo.get("include_init_images"):
+        call.echo["init_images"] = None
+        call.echo["mask"] = None
+    call.echo.pop("include_init_images", None)
     if not values.get("mask"):
         return
-
-    mask = mask_from_image(decode_image(values["mask"], "mask"))
-    invert = _get(values, "inpainting_mask_invert", 0) == 1
-    if invert:
-        mask = ImageOps.invert(mask)
-    mask = resize_image(mask, width, height, resize_mode).convert("L")
+    req.mask = decode_image(values["mask"], "mask")
     blur = values.get("mask_blur")
-    blur_x, blur_y = (blur, blur) if blur is not None else (_get(values, "mask_blur_x", 4), _get(values, "mask_blur_y", 4))
-    if min(blur_x, blur_y) < 0 or max(blur_x, blur_y) > 256:
-        raise ApiError(422, f"mask_blur must be between 0 and 256 (got {blur_x}, {blur_y})")
-    padding = _get(values, "inpaint_full_res_padding", 0)
-    if padding < 0:
-        raise ApiError(422, f"inpaint_full_res_padding must be >= 0 (got {padding})")
-    box = crop_region(mask, padding, width, height) if _get(values, "inpaint_full_res", True) else None
-    overlay_mask = blur_mask(mask, blur_x, blur_y)
-    plan.overlays = [Overlay(original, overlay_mask, box) for original in originals]
-    if box is not None:
-        model_inits = [resize_image(o.crop(box), width, height, 2) for o in originals]
-        model_mask = resize_image(mask.crop(box), width, height, 2).convert("L")
-    else:
-        model_inits, model_mask = list(originals), mask
-    fill = _get(values, "inpainting_fill", 0)
-    if fill == 0:
-        model_inits = [fill_masked(im, model_mask) for im in model_inits]
-    req.init_images, req.mask = model_inits, model_mask
-    req.save_images = False  # the finished picture only exists after the overlay: saved by the API
-    plan.extra_params = {
-        "Mask blur": blur_x if blur_x == blur_y else None, "Mask blur x": blur_x if blur_x != blur_y else None,
-        "Mask blur y": blur_y if blur_x != blur_y else None,
-        "Mask mode": "Inpaint not masked" if invert else None, "Masked content": MASKED_CONTENT[fill],
-        "Inpaint area": "Only masked" if box is not None else None,
-        "Masked area padding": padding if box is not None else None,
-    }
+    req.mask_blur_x = blur if blur is not None else _get(values, "mask_blur_x", 4)
+    req.mask_blur_y = blur if blur is not None else _get(values, "mask_blur_y", 4)
+    req.inpainting_fill = _get(values, "inpainting_fill", 0)
+    req.inpaint_full_res = bool(_get(values, "inpaint_full_res", True))
+    req.inpaint_full_res_padding = _get(values, "inpaint_full_res_padding", 0)
+    req.inpainting_mask_invert = _get(values, "inpainting_mask_invert", 0)
 
 
 # ---- results -------------------------------------------------------------------------------------------------
 
-@dataclass
-class Finished:
-    images: list[Image.Image]
-    infotexts: list[str]
-
-
-def finish(engine, plan: Plan, result: GenerationResult) -> Finished:
-    """Apply the overlay (inpainting), rebuild the infotexts that gained parameters, save what the API saves."""
-    images, infotexts = list(result.images), list(result.infotexts)
-    if plan.overlays:
-        base_seed = plan.request.seed
-        for k, image in enumerate(images):
-            index = result.seeds[k] - base_seed  # position in the whole job (skipped images leave gaps)
-            images[k] = plan.overlays[index % len(plan.overlays)].apply(image)
-            params = dict(result.params, Seed=result.seeds[k])
-            if plan.request.subseed_strength > 0:
-                params["Variation seed"] = result.subseeds[k]
-            params.update({k2: v for k2, v in plan.extra_params.items() if v is not None})
-            infotexts[k] = build_infotext(result.prompts[k], result.negative_prompts[k], params)
-            if plan.save and engine.settings.save_images:
-                result.paths.append(engine.outputs.save(images[k], infotexts[k], result.seeds[k], "img2img"))
-    return Finished(images, infotexts)
-
-
-def info_json(engine, plan: Plan, result: GenerationResult, done: Finished) -> str:
-    req = plan.request
+def info_json(engine, call: ApiCall, result: GenerationResult) -> str:
+    req = call.request
     params = result.params or {}
     seeds = result.seeds or [req.seed]
     subseeds = result.subseeds or [req.subseed]
@@ -319,8 +242,8 @@ def info_json(engine, plan: Plan, result: GenerationResult, done: Finished) -> s
     negatives = result.negative_prompts or [req.negative_prompt]
     main = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model", "Version", "Clip skip",
             "Denoising strength", "Variation seed", "Variation seed strength"}
-    extra = {k: v for k, v in {**params, **plan.extra_params}.items() if k not in main and v is not None}
-    active = engine.models.active
+    extra = {k: v for k, v in params.items() if k not in main and v is not None}
+    active = engine.active_model()
     info = {
         "prompt": prompts[0], "all_prompts": prompts,
         "negative_prompt": negatives[0], "all_negative_prompts": negatives,
@@ -331,9 +254,9 @@ def info_json(engine, plan: Plan, result: GenerationResult, done: Finished) -> s
         "batch_size": req.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": params.get("Model"), "sd_model_hash": params.get("Model hash"),
         "sd_vae_name": params.get("VAE"), "sd_vae_hash": params.get("VAE hash"), "seed_resize_from_w": -1, "seed_resize_from_h": -1,
-        "denoising_strength": req.denoising_strength if plan.mode == "img2img" else None,
-        "extra_generation_params": extra, "index_of_first_image": 0, "infotexts": done.infotexts,
-        "styles": plan.styles, "job_timestamp": plan.timestamp, "clip_skip": req.clip_skip,
+        "denoising_strength": req.denoising_strength if call.mode == "img2img" else None,
+        "extra_generation_params": extra, "index_of_first_image": 0, "infotexts": result.infotexts,
+        "styles": call.styles, "job_timestamp": call.timestamp, "clip_skip": req.clip_skip,
         "is_using_inpainting_conditioning": bool(active is not None and active.title == result.model_title
                                                  and active.spec.inpaint),
         "version": params.get("Version"),
@@ -342,7 +265,6 @@ def info_json(engine, plan: Plan, result: GenerationResult, done: Finished) -> s
     return json.dumps(info, default=str)
 
 
-def response_body(engine, plan: Plan, result: GenerationResult) -> dict:
-    done = finish(engine, plan, result)
-    images = [encode_png(im, info) for im, info in zip(done.images, done.infotexts)] if plan.send_images else []
-    return {"images": images, "parameters": plan.echo, "info": info_json(engine, plan, result, done)}
+def response_body(engine, call: ApiCall, result: GenerationResult) -> dict:
+    images = [encode_png(im, info) for im, info in zip(result.images, result.infotexts)] if call.send_images else []
+    return {"images": images, "parameters": call.echo, "info": info_json(engine, call, result)}

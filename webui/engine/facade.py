@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from webui.engine.checkpoints.loader import CheckpointLoadError, LoadedModel
@@ -27,6 +27,13 @@ from webui.settings import Settings, updated_settings
 log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "latent-studio-shapes"
+
+
+@dataclass
+class ModelCache:
+    size: int  # checkpoints kept in RAM
+    titles: list[str]  # those in RAM now
+    loads: int  # checkpoint files read from disk since start
 
 
 class Engine:
@@ -78,6 +85,16 @@ class Engine:
     def unload_checkpoint(self) -> None:
         self.queue.run("unload", lambda state: self.models.unload())
 
+    def active_model(self) -> LoadedModel | None:
+        return self.models.active
+
+    def resolve_checkpoint(self, query: str) -> CheckpointInfo:
+        """The checkpoint a title, name or hash means; CheckpointLoadError naming the available ones."""
+        return self.models.resolve(query)
+
+    def model_cache(self) -> ModelCache:
+        return ModelCache(self.models.cache_size, self.models.cached_titles(), self.models.loads)
+
     # ---- LoRA, embeddings, VAE -----------------------------------------------------------------------
     def list_loras(self, refresh: bool = False):
         """LoraInfo items (`.as_api()` = an item of /sdapi/v1/loras, `.details()` for the LoRA tab)."""
@@ -91,6 +108,15 @@ class Engine:
     def list_vaes(self, refresh: bool = False):
         """VaeInfo items (`.as_api()` = an item of /sdapi/v1/sd-vae); choices: 'Automatic', 'None', names."""
         return self.networks.vaes.refresh() if refresh else self.networks.vaes.list()
+
+    @property
+    def vae_choice(self) -> str:
+        """A1111's "SD VAE" option now: 'Automatic', 'None' or a VAE file name."""
+        return self.networks.vae_choice
+
+    def check_vae(self, name: str | None) -> str:
+        """The normalised VAE choice; NetworkNotFound (with close matches) for an unknown name."""
+        return self.networks.vaes.validate(name)
 
     def select_vae(self, name: str | None) -> str:
         """A1111's "SD VAE" option ('Automatic', 'None' or a file name), applied to the active model now. An unknown
@@ -144,6 +170,17 @@ class Engine:
 
     def skip(self) -> bool:
         return self.queue.skip()
+
+    def current_job(self) -> Job | None:
+        return self.queue.current
+
+    def queue_position(self, job: Job) -> int:
+        """0 = running, 1 = next, ...; -1 when done."""
+        return self.queue.position(job)
+
+    def queue_length(self) -> int:
+        """Jobs waiting (not counting the running one)."""
+        return self.queue.waiting
 
     def update_settings(self, changes: dict) -> list[str]:
         """The one way to change settings while running (Settings tab, POST /sdapi/v1/options): checked against

@@ -27,6 +27,10 @@ class RequestError(ValueError):
     """Bad input from the user: reported as is, nothing else happens."""
 
 
+class NotFoundError(RequestError):
+    """Bad input that names something that does not exist (a LoRA, a VAE, a checkpoint ...): 404 in the API."""
+
+
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON can carry them, UTF-8 cannot
 
 

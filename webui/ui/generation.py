@@ -330,9 +330,9 @@ class GenerationPanel:
         yield self._finish(result, time.perf_counter() - t0)
 
     def _queue_text(self, job) -> str:
-        pos = self.ctx.engine.queue.position(job)
+        pos = self.ctx.engine.queue_position(job)
         if pos > 0:
-            return f"Waiting in queue: position {pos} of {self.ctx.engine.queue.waiting}"
+            return f"Waiting in queue: position {pos} of {self.ctx.engine.queue_length()}"
         return progress_text(job.state)
 
     def _finish(self, result, seconds: float) -> dict:

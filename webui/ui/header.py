@@ -51,13 +51,13 @@ class Header:
         return [c.title for c in self.ctx.engine.list_checkpoints(refresh=refresh)]
 
     def active_title(self) -> str | None:
-        model = self.ctx.engine.models.active
+        model = self.ctx.engine.active_model()
         return model.title if model is not None else None
 
     def status_html(self) -> str:
         """One short line: loading, or the active model's family and native size."""
         st = self.ctx.status
-        model = self.ctx.engine.models.active
+        model = self.ctx.engine.active_model()
         if st.busy:
             what = "the default checkpoint" if st.target == "default" else st.target
             return f'<span class="ls-loading">Loading {html.escape(str(what))}…</span>'
@@ -71,7 +71,7 @@ class Header:
     def message_html(self, error: str | None = None) -> str:
         """A load error, full width under the header: shown to the page that asked for the load, and to every
         page while no model is loaded at all (e.g. no checkpoint found at start)."""
-        model = self.ctx.engine.models.active
+        model = self.ctx.engine.active_model()
         if error is None and model is None and not self.ctx.status.busy:
             error = self.ctx.status.error
         if not error:
@@ -84,7 +84,7 @@ class Header:
         return gr.update(value=text, visible=bool(text))
 
     def native_size(self) -> tuple[int, int] | None:
-        model = self.ctx.engine.models.active
+        model = self.ctx.engine.active_model()
         return tuple(model.spec.native_size) if model is not None else None
 
     def follow_native(self, old, sizes: list) -> tuple[object, list]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from webui.settings import SettingError
 from webui.ui.context import UiContext
 
 HEADERS = ["Checkpoint", "Family", "SHA-256 (short)", "Size", "State"]
@@ -56,8 +57,8 @@ class FamilyCache:
 
 def table_rows(ctx: UiContext, families: FamilyCache, refresh: bool = False) -> list[list[str]]:
     engine = ctx.engine
-    active = engine.models.active
-    cached = set(engine.models.cached_titles())
+    active = engine.active_model()
+    cached = set(engine.model_cache().titles)
     loaded: dict[str, str] = {}
     if active is not None:
         loaded[str(Path(active.path).resolve())] = active.spec.label
@@ -90,7 +91,7 @@ def build(ctx: UiContext, header) -> None:
             refresh_btn = gr.Button("↻ Rescan folders", size="md", scale=0, elem_id="models_refresh", min_width=150,
                                  elem_classes="ls-inline-btn")
         with gr.Row(elem_classes="ls-tight ls-align-end"):
-            cache = gr.Number(value=engine.models.cache_size, precision=0, minimum=1, maximum=16, scale=1,
+            cache = gr.Number(value=engine.model_cache().size, precision=0, minimum=1, maximum=16, scale=1,
                               label="Checkpoints kept in RAM", elem_id="models_cache_size", min_width=200)
             cache_btn = gr.Button("Apply cache size", size="md", scale=0, elem_id="models_cache_apply", min_width=150,
                                  elem_classes="ls-inline-btn")
@@ -100,7 +101,7 @@ def build(ctx: UiContext, header) -> None:
     def info_html():
         folders = ", ".join(str(d) for d in engine.settings.checkpoint_dirs)
         return (f'<div class="ls-hint">Device: {html.escape(engine.device.describe())} · files read from disk: '
-                f'{engine.models.loads} · folders: {html.escape(folders)}</div>')
+                f'{engine.model_cache().loads} · folders: {html.escape(folders)}</div>')
 
     def show(refresh=False):
         """Table, checkpoint picker, info line, and the header's dropdown and status (kept in step)."""
@@ -133,14 +134,11 @@ def build(ctx: UiContext, header) -> None:
 
     def set_cache(n):
         try:
-            n = int(n)
-            if n < 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            return [*skip, note("Cache size must be 1 or more", "error")]
-        engine.models.set_cache_size(n)
-        return [*show(), note(f"Keeping up to {n} checkpoint(s) in RAM (to keep it after a restart, save it on "
-                              "the Settings tab)")]
+            engine.update_settings({"checkpoint_cache_size": n})  # checked, applied and saved
+        except SettingError as exc:
+            return [*skip, note(str(exc), "error")]
+        return [*show(), note(f"Keeping up to {engine.model_cache().size} checkpoint(s) in RAM (saved to "
+                              f"{engine.settings.settings_file.name})")]
 
     outs = [table, pick, info, header.checkpoint, header.model_status, message]
     load_btn.click(load, pick, outs, concurrency_limit=None, api_visibility="private")

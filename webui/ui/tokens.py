@@ -17,7 +17,7 @@ class TokenCounter:
         self._fallback = None
 
     def _tokenizer(self):
-        model = getattr(self.engine.models, "active", None)
+        model = self.engine.active_model()
         tok = model.components.get("tokenizer") if model is not None else None
         if tok is not None:
             return tok

@@ -1,7 +1,7 @@
 """Shared pieces of the network libraries: errors, folder scans, file hashes, safetensors metadata, previews."""
 from __future__ import annotations
 
-from webui.engine.requests import RequestError
+from webui.engine.requests import NotFoundError, RequestError
 
 import difflib
 import hashlib
@@ -19,6 +19,10 @@ PREVIEW_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 class NetworkError(RequestError):
     """A LoRA, embedding or VAE could not be used; ``str(err)`` is a message for the user."""
+
+
+class NetworkNotFound(NetworkError, NotFoundError):
+    """No LoRA / VAE file of that name (the message lists close matches)."""
 
 
 class UnsupportedNetworkError(NetworkError):

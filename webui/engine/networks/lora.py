@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from webui.engine.networks.common import (
-    NetworkError, StampedCache, addnet_hash, check_finite, file_stamp, find_preview, not_found_message,
+    NetworkError, NetworkNotFound, StampedCache, addnet_hash, check_finite, file_stamp, find_preview, not_found_message,
     read_safetensors_metadata, read_user_metadata, sha256_file, walk_files,
 )
 from webui.engine.networks.lora_convert import ConvertedLora, build_module_table, convert_lora
@@ -168,7 +168,7 @@ class LoraLibrary:
         if info is None:
             names = [i.name for i in self.list()] + [i.alias for i in self.list()]
             where = ", ".join(str(f) for f in self.folders)
-            raise NetworkError(not_found_message("LoRA", query, names) + f" (folders: {where})")
+            raise NetworkNotFound(not_found_message("LoRA", query, names) + f" (folders: {where})")
         return info
 
     def short_hash(self, info: LoraInfo) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from webui.engine.checkpoints.loader import assign_weights
 from webui.engine.networks.common import (
-    NetworkError, check_finite, file_stamp, not_found_message, walk_files,
+    NetworkError, NetworkNotFound, check_finite, file_stamp, not_found_message, walk_files,
 )
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class VaeLibrary:
             info = self.find(choice)
         if info is None:
             names = [i.name for i in self.list()] + [i.path.stem for i in self.list()]
-            raise NetworkError(not_found_message("VAE", choice, names) + f" (choices: {AUTOMATIC}, {NONE}, files)")
+            raise NetworkNotFound(not_found_message("VAE", choice, names) + f" (choices: {AUTOMATIC}, {NONE}, files)")
         return info.name
 
     def beside(self, checkpoint_path: Path) -> VaeInfo | None:
