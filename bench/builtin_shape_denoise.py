@@ -36,7 +36,8 @@ def main() -> None:
     from tests.fixtures.shapes_classifier import classify
     from tests.fixtures.shapes_eval import balanced_samples
     from webui.training import shapes
-    from webui.training.demo import IMAGE_SIZE, make_scheduler, to_images, to_tensor, tokenize
+    from webui.training.demo import IMAGE_SIZE, make_scheduler, to_images, to_tensor
+    from webui.training.objective import tokenize
 
     pipe = load_pipeline(args.checkpoint, embeddings_dir=ROOT / "no-embeddings")
     vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer

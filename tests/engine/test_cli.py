@@ -39,7 +39,7 @@ def test_generate_reports_bad_input_clearly(data_dir):
 
 
 def test_flags_before_generate_are_kept_and_flags_after_it_win():
-    from webui.cli import build_parser
+    from webui.flags import build_parser
 
     args = build_parser().parse_args(["--device", "cpu", "--ckpt-dir", "a", "generate", "--prompt", "x"])
     assert (args.device, args.ckpt_dir, args.command) == ("cpu", [Path("a")], "generate")
@@ -52,7 +52,7 @@ def test_flags_before_generate_are_kept_and_flags_after_it_win():
 def test_checkpoint_cache_flag_reaches_settings_and_refuses_zero(tmp_path, capsys):
     import pytest
 
-    from webui.cli import build_parser, settings_from_args
+    from webui.flags import build_parser, settings_from_args
 
     settings, _ = settings_from_args(build_parser().parse_args(["--data-dir", str(tmp_path), "--checkpoint-cache", "3"]))
     assert settings.checkpoint_cache_size == 3

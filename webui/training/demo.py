@@ -11,7 +11,7 @@ This is a complete (if tiny) Stable Diffusion v1 training run, in four stages:
    The CLIP text encoder is trained from scratch together with it.  10% of
    the captions are dropped (empty prompt), so the same model also learns the
    unconditional prediction that classifier-free guidance needs.  The loss
-   is weighted towards the noisy steps (see :func:`diffusion_loss`) and 30% of
+   is weighted towards the noisy steps (see :func:`webui.training.objective.diffusion_loss`) and 30% of
    each batch comes from the noisiest timesteps (700-999), where layout and
    colours are decided.  A second, gentler phase (``--refine-steps``) then
    puts more effort on the shapes.  ``--resume`` continues this stage from
@@ -41,10 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from webui.training import shapes
+from webui.training.networks import TokenInjector, peft_to_kohya, ti_input_ids, train_embedding, train_lora
+from webui.training.objective import diffusion_loss, lr_at, tokenize
 
 IMAGE_SIZE = 64           # native resolution in pixels
 LATENT_SIZE = IMAGE_SIZE // 8
@@ -184,11 +185,6 @@ def to_images(x: torch.Tensor):
     return [Image.fromarray(a) for a in arr]
 
 
-def tokenize(tokenizer, captions) -> torch.Tensor:
-    return tokenizer(list(captions), padding="max_length", max_length=77,
-                     truncation=True, return_tensors="pt").input_ids
-
-
 def save_grid(images, path, cols=8):
     from PIL import Image
 
@@ -198,14 +194,6 @@ def save_grid(images, path, cols=8):
     for i, im in enumerate(images):
         grid.paste(im, ((i % cols) * w, (i // cols) * h))
     grid.save(path)
-
-
-def lr_at(step, total, base, warmup=100):
-    """Linear warm-up, then cosine decay to 10% of ``base``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = (step - warmup) / max(1, total - warmup)
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
 # --------------------------------------------------------------------------
@@ -273,53 +261,6 @@ def encode_dataset(vae, n, rng, batch=64, invert=False, shape_list=shapes.SHAPES
 # --------------------------------------------------------------------------
 # Stage 2: UNet + text encoder (the diffusion model itself)
 # --------------------------------------------------------------------------
-
-def sample_timesteps(b, generator, n_train=1000, high_frac=0.0, high_start=700):
-    """Uniform timesteps; with ``high_frac`` > 0 that fraction of the batch is
-    drawn from [high_start, n_train) instead.  The very noisy steps are where
-    the layout and colours are decided (and where a sampler such as Euler a
-    starts), so they deserve extra practice."""
-    t = torch.randint(0, n_train, (b,), generator=generator)
-    n_high = int(round(high_frac * b))
-    if n_high:
-        t[:n_high] = torch.randint(high_start, n_train, (n_high,), generator=generator)
-    return t
-
-
-def diffusion_loss(unet, text_encoder, scheduler, latents, input_ids, generator,
-                   offset_noise=0.1, max_weight=100.0, high_frac=0.0):
-    """The epsilon-prediction objective, weighted towards the noisy steps.
-
-    Pick a random timestep t per image, mix the clean latent with noise
-    (x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps) and ask the UNet for eps.
-    A little "offset noise" (a per-channel constant) lets the model change the
-    overall colour of an image, which matters for flat backgrounds.
-
-    Weighting: plain eps-MSE hardly rewards following the prompt.  At a very
-    noisy step x_t is almost pure noise, so predicting eps is easy and the
-    caption changes the answer by a tiny amount (the error on the *image*,
-    x_0, is the eps error times 1/SNR_t).  Yet those are the steps where the
-    colours and the layout are decided.  So each image's eps error is weighed
-    by clamp(1/SNR_t, 1, ``max_weight``): the x_0 error on noisy steps, the
-    plain eps error on clean ones.  In a side-by-side test on this data the
-    text started to matter after ~300 steps with this weighting and not at
-    all after 400 with min-SNR-5 weighting.  ``max_weight=None`` gives the
-    plain, unweighted loss.
-    """
-    b = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator)
-    noise = noise + offset_noise * torch.randn((b, latents.shape[1], 1, 1), generator=generator)
-    t = sample_timesteps(b, generator, scheduler.config.num_train_timesteps, high_frac)
-    noisy = scheduler.add_noise(latents, noise, t)
-    cond = text_encoder(input_ids).last_hidden_state
-    pred = unet(noisy, t, cond).sample
-    if max_weight is None:
-        return F.mse_loss(pred, noise)
-    abar = scheduler.alphas_cumprod[t]
-    weight = torch.clamp((1 - abar) / abar, min=1.0, max=max_weight)
-    per_image = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-    return (weight * per_image).sum() / weight.sum()
-
 
 def train_unet(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
                generator, batch=32, lr=5e-4, drop=0.1, warmup=100, max_weight=100.0):
@@ -506,17 +447,14 @@ def main(argv=None):
     export_checkpoint(args.out, unet, vae, text_encoder, scaling, args.seed, times)
     tqdm.write(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
 
-    from webui.training.networks import (TokenInjector, peft_to_kohya, ti_input_ids, train_embedding,
-                                         train_lora)
-
     # ---- 3. LoRA
     if "lora" in stages:
         from safetensors.torch import save_file
 
         t0 = time.time()
         inv_samples, inv_raw = encode_dataset(vae, args.cache_size // 2, rngs["lora"], invert=True)
-        model, te = train_lora(unet, text_encoder, tokenizer, scheduler, inv_samples,
-                               inv_raw * scaling, args.lora_steps, rngs["lora"], gens["lora"])
+        model, te = train_lora(unet, text_encoder, tokenizer, scheduler, inv_samples, inv_raw * scaling,
+                               args.lora_steps, rngs["lora"], gens["lora"], trigger=LORA_TRIGGER)
         rank = 8
         kohya = {**peft_to_kohya(model, alpha=rank), **peft_to_kohya(te, alpha=rank, prefix="lora_te_")}
         tags = {LORA_TRIGGER: args.lora_steps}

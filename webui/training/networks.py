@@ -7,7 +7,7 @@ import torch
 from tqdm import tqdm
 
 from webui.training import shapes
-from webui.training.demo import LORA_TRIGGER, diffusion_loss, lr_at, tokenize
+from webui.training.objective import diffusion_loss, lr_at, tokenize
 
 
 # --------------------------------------------------------------------------
@@ -22,8 +22,8 @@ LORA_TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
 
 def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
-               generator, rank=8, batch=16, lr=2e-3, drop=0.1):
-    """Returns the peft-wrapped UNet and text encoder."""
+               generator, *, trigger, rank=8, batch=16, lr=2e-3, drop=0.1):
+    """Returns the peft-wrapped UNet and text encoder; ``trigger`` starts every non-empty caption."""
     from peft import LoraConfig, get_peft_model
 
     def wrap(module, targets):
@@ -42,7 +42,7 @@ def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
         idx = [rng.randrange(len(samples)) for _ in range(batch)]
         # Empty captions too: with the LoRA on, the unconditional half of classifier-free
         # guidance must also draw negatives, or the guidance overshoots into odd colours.
-        captions = ["" if rng.random() < drop else shapes.caption(samples[i], rng, prefix=LORA_TRIGGER)
+        captions = ["" if rng.random() < drop else shapes.caption(samples[i], rng, prefix=trigger)
                     for i in idx]
         cond_ids = tokenize(tokenizer, captions)
         # Colours are decided on the noisy steps: give them extra practice (as the UNet stage does).
