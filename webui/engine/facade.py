@@ -89,8 +89,9 @@ class Engine:
         return self.models.active
 
     def resolve_checkpoint(self, query: str) -> CheckpointInfo:
-        """The checkpoint a title, name or hash means; CheckpointLoadError naming the available ones."""
-        return self.models.resolve(query)
+        """The checkpoint of the checkpoint folders that a title, name or hash means (never a path elsewhere: what
+        a remote client names must be one of the listed checkpoints); CheckpointLoadError naming the available."""
+        return self.models.resolve(query, allow_path=False)
 
     def model_cache(self) -> ModelCache:
         return ModelCache(self.models.cache_size, self.models.cached_titles(), self.models.loads)

@@ -35,11 +35,12 @@ class ModelManager:
         with self._lock:
             return [m.title for m in self._cache.values()]
 
-    def resolve(self, query: str) -> CheckpointInfo:
-        info = self.registry.find(query)
+    def resolve(self, query: str, allow_path: bool = True) -> CheckpointInfo:
+        """A checkpoint of the folders by title, name or hash; with `allow_path`, also any checkpoint file path."""
+        info = self.registry.find(query, allow_path)
         if info is None:
             self.registry.refresh()
-            info = self.registry.find(query)
+            info = self.registry.find(query, allow_path)
         if info is None:
             names = ", ".join(i.title for i in self.registry.list()) or "none found"
             raise CheckpointLoadError(f"Checkpoint {query!r} not found. Available: {names}")

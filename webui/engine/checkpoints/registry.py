@@ -131,8 +131,9 @@ class CheckpointRegistry:
             info.sha256 = self.hashes.sha256(info.path)
         return info.sha256
 
-    def find(self, query: str) -> CheckpointInfo | None:
-        """Accept a title (`name [hash]`), a name with or without extension, a short/long hash, or a file path."""
+    def find(self, query: str, allow_path: bool = True) -> CheckpointInfo | None:
+        """Accept a title (`name [hash]`), a name with or without extension, a short/long hash, or (`allow_path`)
+        the path of a checkpoint anywhere on disk."""
         q = query.strip()
         items = self.list()
         for pred in (
@@ -146,7 +147,7 @@ class CheckpointRegistry:
                 if pred(item):
                     return item
         p = Path(q)
-        if p.exists() and (p.suffix in CHECKPOINT_SUFFIXES or (p / "model_index.json").exists()):
+        if allow_path and p.exists() and (p.suffix in CHECKPOINT_SUFFIXES or (p / "model_index.json").exists()):
             return CheckpointInfo(path=p.resolve(), name=p.name, size=p.stat().st_size, sha256=self.hashes.cached(p) if p.is_file() else None)
         return None
 

@@ -90,9 +90,15 @@ class VaeLibrary:
                 if pred(item):
                     return item
         p = Path(q)
-        if p.is_file() and p.suffix.lower() in VAE_SUFFIXES:
+        if p.is_file() and p.suffix.lower() in VAE_SUFFIXES and self._inside_folders(p):
             return VaeInfo(p.name, p.resolve())
         return None
+
+    def _inside_folders(self, path: Path) -> bool:
+        """A VAE given by path must be in a VAE folder (or a checkpoint's neighbour): a client cannot make the
+        server read or probe files elsewhere."""
+        real = path.resolve()
+        return any(Path(f).resolve() in real.parents for f in self.folders)
 
     def validate(self, choice: str | None) -> str:
         """The normalised choice; raises NetworkError (with close matches) for an unknown file."""
