@@ -194,7 +194,8 @@ def test_generate_handler_reports_queue_full_and_bad_input(engine, monkeypatch):
                 p.steps: 2, p.width: 64, p.height: 64, p.n_iter: 1, p.batch_size: 1, p.cfg: 7.0, p.seed: 5,
                 p.subseed: -1, p.subseed_strength: 0.0, p.clip_skip: 1}
         if p.mode == "img2img":
-            base.update({p.init_editor: None, p.resize_mode: 0, p.denoising: 0.5})
+            base.update({p.init_editor: None, p.resize_mode: 0, p.denoising: 0.5, p.mask_blur: 4, p.mask_mode: 0,
+                         p.masked_content: 1, p.inpaint_area: 0, p.padding: 32})
         base.update({getattr(p, k): v for k, v in over.items()})
         return base
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from webui.engine.checkpoints.loader import CheckpointLoadError
 from webui.engine.jobs import QueueFullError
+from webui.engine.inpaint import MASKED_CONTENT
 from webui.engine.requests import RESIZE_MODES, RequestError
 from webui.engine.samplers import SamplerError, sampler_names, schedule_names
 from webui.ui.context import UiContext, engine_applies_styles
@@ -141,6 +142,7 @@ class GenerationPanel:
                     )
                     self.resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                                 label="Resize mode", elem_id="img2img_resize_mode")
+                    self._build_inpaint_controls()
                 with gr.Row(elem_classes="ls-tight"):
                     self.sampler = gr.Dropdown(sampler_names(), value=s.default_sampler, label="Sampling method",
                                                elem_id=f"{m}_sampler")
@@ -201,6 +203,28 @@ class GenerationPanel:
         self._wire()
         return self
 
+    def _build_inpaint_controls(self) -> None:
+        """A1111's inpaint settings (they apply when something is drawn on the image), with its names and defaults."""
+        with gr.Accordion("Inpaint settings (when you draw on the image)", open=False, elem_id="img2img_inpaint"):
+            with gr.Row(elem_classes="ls-tight"):
+                self.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="img2img_mask_blur")
+                self.mask_mode = gr.Radio(["Inpaint masked", "Inpaint not masked"], value="Inpaint masked",
+                                          type="index", label="Mask mode", elem_id="img2img_mask_mode")
+            self.masked_content = gr.Radio(list(MASKED_CONTENT), value="original", type="index",
+                                           label="Masked content", elem_id="img2img_inpainting_fill")
+            with gr.Row(elem_classes="ls-tight"):
+                self.inpaint_area = gr.Radio(["Whole picture", "Only masked"], value="Whole picture", type="index",
+                                             label="Inpaint area", elem_id="img2img_inpaint_full_res")
+                self.padding = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
+                                         elem_id="img2img_inpaint_full_res_padding")
+
+    def inpaint_fields(self, data: dict) -> dict:
+        """The request's inpaint fields from the tab's controls."""
+        return dict(mask_blur_x=int(data[self.mask_blur]), mask_blur_y=int(data[self.mask_blur]),
+                    inpainting_mask_invert=int(data[self.mask_mode] or 0),
+                    inpainting_fill=int(data[self.masked_content]), inpaint_full_res=data[self.inpaint_area] == 1,
+                    inpaint_full_res_padding=int(data[self.padding]))
+
     # ---- events ---------------------------------------------------------------------------------------
     def _wire(self) -> None:
         ctx = self.ctx
@@ -211,7 +235,8 @@ class GenerationPanel:
                   self.height, self.n_iter, self.batch_size, self.cfg, self.seed, self.subseed, self.subseed_strength,
                   self.clip_skip}
         if self.mode == "img2img":
-            inputs |= {self.init_editor, self.resize_mode, self.denoising}
+            inputs |= {self.init_editor, self.resize_mode, self.denoising, self.mask_blur, self.mask_mode,
+                       self.masked_content, self.inpaint_area, self.padding}
         outputs = [self.status, self.preview, self.gallery, self.infotext, self.records, self.selected, self.job_id]
         self.generate_events = [
             trigger(self.run, inputs, outputs, show_progress="hidden", concurrency_limit=None,
@@ -284,7 +309,7 @@ class GenerationPanel:
             if init is None:
                 raise UserError("Upload an image first: img2img starts from it")
             fields.update(init_images=[init], mask=mask, resize_mode=int(data[self.resize_mode] or 0),
-                          denoising_strength=float(data[self.denoising]))
+                          denoising_strength=float(data[self.denoising]), **self.inpaint_fields(data))
         return engine.request_defaults(**fields)
 
     def run(self, data: dict):
