@@ -1,7 +1,6 @@
 """The Colab notebook: valid JSON, and its cells run top to bottom on CPU with the Colab-only parts guarded
 (LATENT_STUDIO_NOTEBOOK_TEST=1: no Drive mount, no share link, no pip install), starting and stopping the server."""
 import json
-import os
 from pathlib import Path
 
 import pytest

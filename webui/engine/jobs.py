@@ -15,10 +15,6 @@ class QueueFullError(RuntimeError):
     pass
 
 
-class JobInterrupted(Exception):
-    """Raised inside a job when the user interrupted it before it produced anything."""
-
-
 @dataclass
 class JobState:
     id: int
@@ -32,7 +28,6 @@ class JobState:
     sampling_steps: int = 0
     interrupted: bool = False
     skipped: bool = False
-    textinfo: str = ""
     preview: Any = None  # PIL image of the latest preview
     preview_step: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

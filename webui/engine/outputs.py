@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from webui.engine.image_files import read_infotext, save_image_with_infotext
+from webui.engine.image_files import save_image_with_infotext
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
 
@@ -30,13 +30,6 @@ class OutputWriter:
             number = _next_number(folder)
             path = folder / f"{number:05d}-{seed}.{self.fmt}"
             return save_image_with_infotext(image, path, infotext)
-
-    def history(self, mode: str | None = None, limit: int = 200) -> list[tuple[Path, str | None]]:
-        """Saved images, newest first, with their infotext."""
-        pattern = f"{mode}-images/*/*" if mode else "*-images/*/*"
-        files = sorted((p for p in self.root.glob(pattern) if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")),
-                       key=lambda p: (p.parent.name, p.name), reverse=True)[:limit]
-        return [(p, read_infotext(p)) for p in files]
 
 
 def _next_number(folder: Path) -> int:

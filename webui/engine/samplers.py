@@ -59,10 +59,6 @@ class SamplerChoice:
     schedule: str  # resolved, never "Automatic"
     requested_schedule: str
 
-    @property
-    def infotext_schedule(self) -> str:
-        return self.schedule
-
 
 def sampler_names() -> list[str]:
     return [s.name for s in SAMPLERS]

@@ -60,7 +60,6 @@ class Sample:
     background: str
     size: str
     position: str
-    striped: bool = False
 
 
 def random_sample(rng: random.Random, shapes=SHAPES) -> Sample:

@@ -309,11 +309,6 @@ class ModelLoras:
                 break
             self._delete(pipe, victim)
 
-    def unload_all(self, pipe) -> None:
-        self.restore(pipe)
-        for key in list(self.loaded):
-            self._delete(pipe, key)
-
     # ---- weights ---------------------------------------------------------------------------------------------
     def apply(self, pipe, wanted: list[tuple[LoadedLora, float, float]]) -> bool:
         """Make exactly `wanted` ((lora, te weight, unet weight), ...) active and fused. Returns False when nothing

@@ -36,7 +36,6 @@ class JobNetworks:
     vae: VaeChoice
     params: dict = field(default_factory=dict)  # "Lora hashes", "TI hashes"
     warnings: list[str] = field(default_factory=list)
-    activations: int = 0  # batches that had to (re)fuse weights
 
     @property
     def vae_name(self) -> str | None:
@@ -71,8 +70,7 @@ class JobNetworks:
                            f"{prev[1]:g}/{prev[2]:g} was used for the whole batch")
                     if msg not in self.warnings:
                         self.warnings.append(msg)
-        if self.loras.apply(self.pipe, list(wanted.values())):
-            self.activations += 1
+        self.loras.apply(self.pipe, list(wanted.values()))
 
 
 class NetworkManager:
@@ -150,9 +148,3 @@ class NetworkManager:
         if used:
             params["TI hashes"] = ", ".join(f"{e.name}: {self.embeddings.short_hash(e)}" for e in used)
         return JobNetworks(model, pipe, state, by_name, vae, params, warnings)
-
-    def reset_model(self, model, device) -> None:
-        """Take every LoRA out of `model` (weights restored exactly)."""
-        state = model.extras.get("networks.loras")
-        if state is not None:
-            state.unload_all(network_pipeline(model, device))

@@ -85,13 +85,6 @@ class ScheduledConditioning:
         neg = tuple(text_index_at(_ends(s), step_index) for s in self.negative)
         return pos, neg
 
-    def texts_at(self, step_index: int) -> tuple[list[str], list[str]]:
-        pos, neg = self.indices_at(step_index)
-        return (
-            [s[i].text for s, i in zip(self.positive, pos)],
-            [s[i].text for s, i in zip(self.negative, neg)],
-        )
-
     def conditioning_at(self, step_index: int) -> tuple[Conditioning, Conditioning]:
         """(positive, negative) conditioning of every image at the 0-based step ``step_index``."""
         key = self.indices_at(step_index)

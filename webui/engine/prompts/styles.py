@@ -111,11 +111,6 @@ class StyleStore:
             deduped.append(entry)
         return deduped
 
-    def reload(self) -> None:
-        with self._lock:
-            self._loaded = False
-            self._refresh()
-
     def list(self) -> list[PromptStyle]:
         """All styles, in file order."""
         with self._lock:
