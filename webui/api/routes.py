@@ -133,7 +133,7 @@ class SdApi:
             preview = await run_in_threadpool(encode_png, st.preview)
         eta = st.eta
         return {"progress": max(0.01, min(1.0, st.progress)), "eta_relative": eta if eta is not None else 0.0,
-                "state": state, "current_image": preview, "textinfo": st.textinfo or None}
+                "state": state, "current_image": preview, "textinfo": None}
 
     async def interrupt(self) -> dict:
         self.engine.interrupt()
