@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from webui.engine.errors import EngineError  # the package's __init__ loads nothing; no cycle
 from webui.files import temp_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +111,7 @@ class Settings:
 
 # Fields the user may change from the settings file / Settings tab / API options (folders and device come from
 # flags), each with its check. One table, so the file, the UI and the API accept exactly the same values.
-class SettingError(ValueError):
+class SettingError(EngineError, ValueError):
     """A setting value that is refused; the message names the setting."""
 
 

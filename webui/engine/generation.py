@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 from webui.engine import noise as noise_mod
 from webui.engine.checkpoints.loader import LoadedModel
 from webui.engine.device import DeviceConfig
+from webui.engine.errors import EngineError
 from webui.engine.jobs import JobState
 from webui.engine.prompts.conditioning import build_conditioning
 from webui.engine.prompts.encoder import PromptEncoder
@@ -32,7 +33,7 @@ PIPELINES = {
 }
 
 
-class NonFiniteOutputError(RuntimeError):
+class NonFiniteOutputError(EngineError, RuntimeError):
     """The model produced NaN/Inf values that would be black images (all-NaN or overflowing weights in the
     checkpoint, a LoRA or the VAE; or an fp16 overflow). ``str(err)`` is a message for the user."""
 

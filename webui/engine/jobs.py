@@ -10,9 +10,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from webui.engine.errors import EngineError
 
-class QueueFullError(RuntimeError):
-    pass
+
+class QueueFullError(EngineError, RuntimeError):
+    """The queue holds as many jobs as it may (Settings.queue_size): try again later."""
 
 
 @dataclass

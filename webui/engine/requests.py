@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image
 
+from webui.engine.errors import EngineError
 from webui.engine.inpaint import MASKED_CONTENT, MAX_MASK_BLUR
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
@@ -23,7 +24,7 @@ MAX_PROMPT_CHARS = 32768
 MAX_SEED_VALUE = 2**63 - 1
 
 
-class RequestError(ValueError):
+class RequestError(EngineError, ValueError):
     """Bad input from the user: reported as is, nothing else happens."""
 
 

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 import diffusers
 
+from webui.engine.errors import EngineError
 
-class SamplerError(ValueError):
-    pass
+
+class SamplerError(EngineError, ValueError):
+    """An unknown sampler or schedule type; the message lists the valid names."""
 
 
 @dataclass(frozen=True)

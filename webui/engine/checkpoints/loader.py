@@ -19,9 +19,10 @@ from safetensors import SafetensorError, safe_open
 
 from webui import resources
 from webui.engine.checkpoints import family as fam
+from webui.engine.errors import EngineError
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(EngineError, RuntimeError):
     """A checkpoint could not be loaded; the message names the file and why."""
 
 
