@@ -115,7 +115,7 @@ def test_locon_conv_layers(engine, lora_dir, sd1_pipe):
     base, _ = pixels(engine, "a cat")
     conv, r = pixels(engine, "a cat <lora:locon:1>")
     assert np.abs(conv - base).mean() > 1 and not r.warnings
-    state = engine.models.active.extras["networks.loras"]
+    state = engine.models.active.loras
     assert state.fusions >= 1
 
 
@@ -234,7 +234,7 @@ def test_reused_lora_is_not_read_again_and_costs_no_refusion(engine, lora_dir, s
     lib = engine.networks.loras
     first, _ = pixels(engine, "a cat <lora:reuse:0.8>")
     assert lib.reads == 1
-    state = engine.models.active.extras["networks.loras"]
+    state = engine.models.active.loras
     fusions = state.fusions
     second, _ = pixels(engine, "a cat <lora:reuse:0.8>")
     assert np.array_equal(first, second)

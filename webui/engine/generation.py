@@ -59,7 +59,7 @@ def pipeline_for(model: LoadedModel, kind: str, device: DeviceConfig):
     """The model's pipeline of this kind, built once and cached on the model (components are shared)."""
     import diffusers
 
-    pipes = model.extras.setdefault("pipelines", {})
+    pipes = model.pipelines
     if kind in pipes:
         pipe = pipes[kind]
         if pipe.vae is not model.components["vae"]:
@@ -126,12 +126,12 @@ class StepCallback:
 
 def prompt_encoder(model: LoadedModel) -> PromptEncoder:
     """The model's A1111-style prompt encoder (built once per model)."""
-    enc = model.extras.get("prompt_encoder")
+    enc = model.prompt_encoder
     if enc is None:
         names = ("tokenizer", "tokenizer_2") if model.family == "sdxl" else ("tokenizer",)
         tes = ("text_encoder", "text_encoder_2") if model.family == "sdxl" else ("text_encoder",)
         enc = PromptEncoder([model.components[n] for n in names], [model.components[n] for n in tes], model.family)
-        model.extras["prompt_encoder"] = enc
+        model.prompt_encoder = enc
     return enc
 
 
@@ -282,7 +282,7 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConf
         img = _decode_one(vae, lat[None])
         if not bool(torch.isfinite(img).all()) and vae.dtype == torch.float16:
             log.warning("VAE produced NaNs in fp16; switching this VAE to fp32")
-            model.extras["vae_upcast"] = True
+            model.vae_upcast = True
             vae.to(torch.float32)
             img = _decode_one(vae, lat[None])
         out.append(to_pil(screen_image(img, in_use or model.title, warnings))[0])

@@ -6,8 +6,17 @@ for one small encode per model.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from PIL import Image
+
+
+class PreviewMap(NamedTuple):
+    """A fitted latent -> RGB map (``LoadedModel.preview_map``) and the VAE it was fitted to."""
+    weight: torch.Tensor  # [latent channels, 3]
+    bias: torch.Tensor  # [3]
+    vae: object  # refitted when the model's VAE is swapped
 
 
 @torch.no_grad()
@@ -29,11 +38,11 @@ def fit_latent_rgb(vae, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def latent_preview(model, latents: torch.Tensor) -> Image.Image:
     """RGB preview of the first latent of a batch (at latent resolution, upscaled x8 for display)."""
-    fit = model.extras.get("preview_map")
-    if fit is None or fit[2] is not model.components["vae"]:
+    fit = model.preview_map
+    if fit is None or fit.vae is not model.components["vae"]:
         weight, bias = fit_latent_rgb(model.components["vae"])
-        fit = model.extras["preview_map"] = (weight, bias, model.components["vae"])
-    weight, bias = fit[0], fit[1]
+        fit = model.preview_map = PreviewMap(weight, bias, model.components["vae"])
+    weight, bias = fit.weight, fit.bias
     lat = latents[0, : weight.shape[0]].float().cpu()
     rgb = torch.einsum("chw,cd->hwd", lat, weight) + bias
     arr = ((rgb / 2 + 0.5).clamp(0, 1) * 255).to(torch.uint8).numpy()

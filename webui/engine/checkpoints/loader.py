@@ -13,6 +13,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -20,6 +21,13 @@ from safetensors import SafetensorError, safe_open
 from webui import resources
 from webui.engine.checkpoints import family as fam
 from webui.engine.errors import EngineError
+
+if TYPE_CHECKING:  # the state below is created by these modules, which import this one
+    from webui.engine.networks.embeddings import ModelEmbeddings
+    from webui.engine.networks.lora import ModelLoras
+    from webui.engine.networks.vae import CachedVae
+    from webui.engine.preview import PreviewMap
+    from webui.engine.prompts.encoder import PromptEncoder
 
 
 class CheckpointLoadError(EngineError, RuntimeError):
@@ -38,7 +46,14 @@ class LoadedModel:
     sha256: str | None = None
     load_seconds: float = 0.0
     own_vae: object | None = None  # the checkpoint's VAE, kept when another VAE is swapped in
-    extras: dict = field(default_factory=dict)
+    # Built on first use and kept here, so they leave the RAM cache together with the model:
+    pipelines: dict[str, Any] = field(default_factory=dict)  # diffusers pipelines by kind, sharing `components`
+    prompt_encoder: PromptEncoder | None = None  # A1111 prompt encoding over this model's tokenizers/encoders
+    vae_upcast: bool = False  # the fp16 VAE produced NaN once and was switched to fp32
+    vae_cache: CachedVae | None = None  # the last VAE file loaded for this model (swapping back costs nothing)
+    loras: ModelLoras | None = None  # LoRA adapters loaded into this model (ModelLoras.of)
+    embeddings: ModelEmbeddings | None = None  # textual-inversion vectors in its tokenizers (ModelEmbeddings.of)
+    preview_map: PreviewMap | None = None  # latent -> RGB map for live previews, fitted to the current VAE
 
     @property
     def family(self) -> str:

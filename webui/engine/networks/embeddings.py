@@ -154,16 +154,15 @@ def fit_reason(emb: Embedding, model) -> str | None:
 
 @dataclass
 class ModelEmbeddings:
-    """What was loaded into one model's tokenizers (kept in model.extras)."""
+    """What was loaded into one model's tokenizers (kept in ``model.embeddings``)."""
     loaded: dict[str, tuple] = field(default_factory=dict)  # name -> file stamp
     skipped: dict[str, str] = field(default_factory=dict)  # name -> reason
 
     @staticmethod
     def of(model) -> "ModelEmbeddings":
-        state = model.extras.get("networks.embeddings")
-        if state is None:
-            state = model.extras["networks.embeddings"] = ModelEmbeddings()
-        return state
+        if model.embeddings is None:
+            model.embeddings = ModelEmbeddings()
+        return model.embeddings
 
 
 class EmbeddingLibrary:

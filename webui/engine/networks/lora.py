@@ -1,7 +1,7 @@
 """LoRA files on disk (the registry behind `<lora:name:w>`, the LoRA tab and /sdapi/v1/loras) and the LoRAs loaded
 into one model (diffusers `load_lora_weights` / `set_adapters` / `fuse_lora`, with an exact restore).
 
-Per model (kept in ``model.extras``): every LoRA used is read and converted once and stays loaded as a PEFT adapter
+Per model (kept in ``model.loras``): every LoRA used is read and converted once and stays loaded as a PEFT adapter
 (at most ``max_loaded``, least recently used dropped first). A job sets the weights of its LoRAs and fuses them into
 the weights (so a step costs what a step without LoRA costs); the previous job's exact set of LoRAs and weights is
 kept fused and costs nothing. Before anything else changes, the fused weights are put back from a copy of the
@@ -234,10 +234,9 @@ class ModelLoras:
 
     @staticmethod
     def of(model) -> "ModelLoras":
-        state = model.extras.get("networks.loras")
-        if state is None:
-            state = model.extras["networks.loras"] = ModelLoras()
-        return state
+        if model.loras is None:
+            model.loras = ModelLoras()
+        return model.loras
 
     # ---- loading ---------------------------------------------------------------------------------------------
     def ensure(self, model, pipe, library: LoraLibrary, infos: list[LoraInfo]) -> list[LoadedLora]:

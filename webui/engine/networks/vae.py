@@ -29,6 +29,14 @@ AUTOMATIC, NONE = "Automatic", "None"
 
 
 @dataclass
+class CachedVae:
+    """A VAE file loaded for one model (``LoadedModel.vae_cache``), reused until the file changes on disk."""
+    key: str  # the file's resolved path
+    stamp: tuple[int, int]  # its size and mtime when it was loaded
+    module: object  # the AutoencoderKL built from it
+
+
+@dataclass
 class VaeInfo:
     name: str  # file name (with extension), A1111's option value
     path: Path
@@ -146,15 +154,14 @@ class VaeLibrary:
                 return False
             model.components["vae"] = model.own_vae
             return True
-        cache = model.extras.get("networks.vae")
+        cache = model.vae_cache
         stamp = file_stamp(choice.info.path)
         key = str(choice.info.path.resolve())
-        if cache is None or cache["key"] != key or cache["stamp"] != stamp:
-            module = self.load(choice.info.path, model)
-            cache = model.extras["networks.vae"] = {"key": key, "stamp": stamp, "module": module}
-        if current is cache["module"]:
+        if cache is None or cache.key != key or cache.stamp != stamp:
+            cache = model.vae_cache = CachedVae(key, stamp, self.load(choice.info.path, model))
+        if current is cache.module:
             return False
-        model.components["vae"] = cache["module"]
+        model.components["vae"] = cache.module
         return True
 
     def check_file(self, choice: str) -> None:
