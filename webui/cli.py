@@ -14,10 +14,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from webui.engine.checkpoints.loader import CheckpointLoadError
-    from webui.engine.facade import Engine
-    from webui.engine.requests import RequestError
-    from webui.engine.samplers import SamplerError
+    from webui.engine import CheckpointLoadError, Engine, RequestError, SamplerError
     from webui.extensions import load_extensions
 
     settings, notice = settings_from_args(args)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from webui.engine.hooks import HOOK_KINDS, Hooks, ImageContext  # noqa: F401 - re-exported for extensions
+from webui.engine import HOOK_KINDS, Hooks, ImageContext  # noqa: F401 - ImageContext: for extensions
 from webui.settings import atomic_write_text
 
 log = logging.getLogger(__name__)

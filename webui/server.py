@@ -171,7 +171,7 @@ def serve(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DISABLE_TELEMETRY", "1")
-    from webui.engine.facade import Engine
+    from webui.engine import Engine
     from webui.extensions import load_extensions
 
     try:

@@ -94,7 +94,7 @@ def test_img2img_low_strength_keeps_input_high_strength_changes_it(engine):
 
 
 def test_img2img_resize_modes_fit_the_target_size():
-    from webui.engine.generation import resize_image
+    from webui.engine.resize import resize_image
 
     wide = Image.new("RGB", (200, 100), (10, 200, 10))
     wide.paste((250, 0, 0), (0, 0, 100, 100))  # left half red

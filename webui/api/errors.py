@@ -14,11 +14,8 @@ from fastapi.routing import APIRoute
 # Starlette's class, not FastAPI's subclass: FastAPI raises the base class itself when a body cannot be parsed
 from starlette.exceptions import HTTPException
 
-from webui.engine.checkpoints.loader import CheckpointLoadError
-from webui.engine.jobs import QueueFullError
-from webui.engine.generation import NonFiniteOutputError
-from webui.engine.requests import NotFoundError, RequestError
-from webui.engine.samplers import SamplerError
+from webui.engine import (CheckpointLoadError, NonFiniteOutputError, NotFoundError, QueueFullError, RequestError,
+                          SamplerError)
 from webui.settings import SettingError, SettingLocked
 
 log = logging.getLogger(__name__)

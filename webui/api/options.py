@@ -9,7 +9,7 @@ import threading
 from typing import Any, Callable
 
 from webui.api.errors import ApiError
-from webui.engine.checkpoints.loader import CheckpointLoadError
+from webui.engine import CheckpointLoadError, NotFoundError
 from webui.settings import SettingError, SettingLocked, check_settings
 
 
@@ -134,13 +134,11 @@ class ApiOptions:
 
     def _vae(self, value, key: str) -> str:
         """A valid "SD VAE" choice ('Automatic', 'None' or a VAE file name); 404 naming the unknown one."""
-        from webui.engine.networks import NetworkError
-
         if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME_CHARS):
             raise ApiError(422, f"{key}: expected the name of a VAE, 'Automatic' or 'None' (got {_short(value)})")
         try:
             return self.engine.check_vae(value)
-        except NetworkError as exc:
+        except NotFoundError as exc:
             raise ApiError(404, f"{key}: {exc}") from exc
         except (OSError, ValueError) as exc:  # the file-path fallback of the lookup hit an impossible path
             raise ApiError(404, f"{key}: VAE {_short(value)} not found ({type(exc).__name__})") from None

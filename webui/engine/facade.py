@@ -16,7 +16,7 @@ from webui.engine.networks import NetworkManager
 from webui.engine.outputs import OutputWriter
 from webui.engine.plan import JobPlan, Planner
 from webui.engine.prompts.encoder import PromptEncoder
-from webui.engine.prompts.prepare import strip_comments
+from webui.engine.prompts.prepare import longest_count
 from webui.engine.prompts.styles import StyleStore
 from webui.engine.prompts.wildcards import WildcardExpander
 from webui.engine.requests import GenerationRequest, GenerationResult
@@ -128,19 +128,17 @@ class Engine:
         return self.queue.run("vae", lambda state: self.networks.set_vae_choice(choice, self.models.active))
 
     # ---- prompts -------------------------------------------------------------------------------------
-    def token_count(self, text: str) -> tuple[int, int]:
-        """A1111's counter (count, limit) for the active model's tokenizer (or the CLIP-L one before any load)."""
-        from webui.engine.prompts.extra_networks import extract_extra_networks
-
-        text = extract_extra_networks(strip_comments(text))[0]
+    def token_count(self, text: str, steps: int = 20) -> tuple[int, int]:
+        """A1111's counter (count, limit) for the active model's tokenizer (or the CLIP-L one before any load):
+        the longest of the prompt's scheduled texts and AND parts, without comments and extra-network tags."""
         model = self.models.active
         if model is not None:
-            return prompt_encoder(model).token_count(text)
+            return longest_count(prompt_encoder(model).token_count, text, steps)
         if self._plain_counter is None:
             from webui import resources
 
             self._plain_counter = PromptEncoder([resources.clip_tokenizer()], [None], "sd1")
-        return self._plain_counter.token_count(text)
+        return longest_count(self._plain_counter.token_count, text, steps)
 
     _plain_counter: PromptEncoder | None = None
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageOps
 
+from webui.engine.resize import resize_image
+
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 LATENT_FILLS = {2: "latent noise", 3: "latent nothing"}
 MAX_MASK_BLUR = 256
@@ -117,8 +119,6 @@ def plan_inpaint(originals: list[Image.Image], mask: Image.Image, width: int, he
     box = crop_region(mask, padding, width, height) if only_masked else None
     overlay_mask = blur_mask(mask, blur_x, blur_y)
     if box is not None:
-        from webui.engine.generation import resize_image  # the A1111 resize modes
-
         inits = [resize_image(o.crop(box), width, height, 2) for o in originals]
         model_mask = resize_image(mask.crop(box), width, height, 2).convert("L")
     else:

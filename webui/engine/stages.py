@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
-from webui.engine.generation import (Batch, SamplingSpec, check_latents, decode_latents, resize_image,
-                                     sample_batch)
+from webui.engine.generation import Batch, SamplingSpec, check_latents, decode_latents, sample_batch
 from webui.engine.hooks import ImageContext
 from webui.engine.infotext import build_infotext
 from webui.engine.inpaint import InpaintPlan, mask_from_image, plan_inpaint
 from webui.engine.preview import latent_preview
 from webui.engine.requests import GenerationResult
+from webui.engine.resize import resize_image
 
 if TYPE_CHECKING:
     from webui.engine.facade import Engine

@@ -7,11 +7,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from webui.engine.facade import Engine
-from webui.engine.jobs import Job
+from webui.engine import Engine, Job
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +32,8 @@ class UiContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self.styles = _make_style_store(self.engine)
-        self.wildcards = _make_wildcards(self.engine)
+        self.styles = self.engine.styles  # the libraries the Prompts and Wildcards tabs edit
+        self.wildcards = self.engine.wildcards
         from webui.ui.tokens import TokenCounter
 
         self.tokens = TokenCounter(self.engine)
@@ -97,35 +95,3 @@ class UiContext:
             job.state.skip()
             return "Skipping the current batch"
         return "The job has not started yet"
-
-    # ---- paths --------------------------------------------------------------------------------------
-    @property
-    def styles_file(self) -> Path:
-        return Path(self.engine.settings.data_dir) / "styles.csv"
-
-
-def _make_style_store(engine: Engine):
-    store = getattr(engine, "styles", None)
-    if store is not None:
-        return store
-    try:
-        from webui.engine.prompts.styles import StyleStore
-    except ImportError:  # the prompt library is not there yet: the Prompts tab says so
-        return None
-    return StyleStore(Path(engine.settings.data_dir) / "styles.csv")
-
-
-def _make_wildcards(engine: Engine):
-    expander = getattr(engine, "wildcards", None)
-    if expander is not None:
-        return expander
-    try:
-        from webui.engine.prompts.wildcards import WildcardExpander
-    except ImportError:
-        return None
-    return WildcardExpander(engine.settings.wildcards_path)
-
-
-def engine_applies_styles(engine: Engine) -> bool:
-    """True once the engine applies `request.styles` itself (it then exposes `engine.styles`)."""
-    return getattr(engine, "styles", None) is not None

@@ -16,12 +16,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from webui.engine.checkpoints.loader import CheckpointLoadError
-from webui.engine.jobs import QueueFullError
-from webui.engine.inpaint import MASKED_CONTENT
-from webui.engine.requests import RESIZE_MODES, RequestError
-from webui.engine.samplers import SamplerError, sampler_names, schedule_names
-from webui.ui.context import UiContext, engine_applies_styles
+from webui.engine import (MASKED_CONTENT, RESIZE_MODES, CheckpointLoadError, QueueFullError, RequestError,
+                          SamplerError)
+from webui.engine.samplers import sampler_names, schedule_names
+from webui.ui.context import UiContext
 from webui.ui.params import fields_from_infotext
 
 POLL_SECONDS = 0.3
@@ -109,7 +107,7 @@ class GenerationPanel:
         m = self.mode
         engine = self.ctx.engine
         s = engine.settings
-        styles = self.ctx.styles.names() if self.ctx.styles is not None else []
+        styles = self.ctx.styles.names()
         with gr.Row(elem_classes="ls-top-row", equal_height=False):
             with gr.Column(scale=5, min_width=360):
                 with gr.Group(elem_classes="ls-prompt-group"):
@@ -285,11 +283,7 @@ class GenerationPanel:
         """UI values -> GenerationRequest (raises UserError / RequestError with a message for the user)."""
         engine = self.ctx.engine
         prompt, negative = data[self.prompt] or "", data[self.negative] or ""
-        styles = [x for x in (data[self.styles] or []) if x]
-        if styles and not engine_applies_styles(engine):
-            if self.ctx.styles is None:
-                raise UserError("Styles are not available in this build")
-            prompt, negative = self.ctx.styles.apply(prompt, negative, styles)
+        styles = [x for x in (data[self.styles] or []) if x]  # applied by the engine, recorded in the infotext
 
         def as_int(comp, default):
             v = data[comp]

@@ -42,7 +42,7 @@ class FamilyCache:
             if key in self._data:
                 return self._data[key]
         if p.is_dir() or p.suffix.lower() == ".safetensors":
-            from webui.engine.checkpoints.loader import inspect_checkpoint
+            from webui.engine import inspect_checkpoint
 
             try:
                 label = inspect_checkpoint(p).label

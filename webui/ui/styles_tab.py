@@ -5,6 +5,7 @@ import html
 
 import gradio as gr
 
+from webui.engine import merge_prompts
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel
 
@@ -16,14 +17,11 @@ def _msg(text: str, kind: str = "ok") -> str:
 def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
     store = ctx.styles
     with gr.Tab("Prompts", id="prompts", elem_id="tab_prompts"):
-        if store is None:
-            gr.Markdown("The styles library is not available in this build.")
-            return
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
                 table = gr.Dataframe(value=_rows(store), headers=["Name", "Prompt", "Negative prompt"],
                                      datatype=["str", "str", "str"], interactive=False, wrap=True, max_height=520,
-                                     label=f"Styles ({ctx.styles_file.name})", elem_id="styles_table",
+                                     label=f"Styles ({ctx.engine.settings.styles_file.name})", elem_id="styles_table",
                                      column_widths=["22%", "48%", "30%"])
                 gr.Markdown("Use `{prompt}` in a style to place the current prompt there; otherwise the style is "
                             "appended after a comma.", elem_classes="ls-hint")
@@ -81,8 +79,6 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
         return [*refreshed(None), "", "", "", _msg(f"Deleted style {target!r}")]
 
     def apply(p, n, sp, sn):
-        from webui.engine.prompts.styles import merge_prompts
-
         return merge_prompts(sp or "", p or ""), merge_prompts(sn or "", n or "")
 
     pick.input(load, pick, [name, prompt, negative], queue=False, api_visibility="private")

@@ -16,9 +16,6 @@ def _msg(text: str, kind: str = "ok") -> str:
 def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
     wc = ctx.wildcards
     with gr.Tab("Wildcards", id="wildcards", elem_id="tab_wildcards"):
-        if wc is None:
-            gr.Markdown("Wildcards need the `dynamicprompts` package, which is not installed.")
-            return
         gr.Markdown(f"Files in `{ctx.engine.settings.wildcards_path}`: one option per line; use `__name__` in a "
                     "prompt for a random line (seeded by the image seed), `{a|b|c}` for inline variants.",
                     elem_classes="ls-hint")

@@ -206,11 +206,10 @@ class _Branch:
         output = self.text_encoder(input_ids=ids, output_hidden_states=index != 0)
         if index == 0:
             return output.last_hidden_state, output
-        layers = len(output.hidden_states) - 1  # the first entry is the embeddings, not a layer
-        if -index > layers:
-            skip = -index - (0 if final_norm else 1)  # back to A1111's clip skip number
-            raise RequestError(f"clip_skip {skip} is more than this model's text encoder has layers ({layers}); "
-                               f"use at most {layers - (0 if final_norm else 1)}")
+        if -index > len(output.hidden_states):  # a clip skip past the text encoder's first layer
+            shift = 0 if final_norm else 1  # hidden_states index -> A1111's clip skip number
+            raise RequestError(f"clip_skip {-index - shift} is more than this model's text encoder allows; use at "
+                               f"most {len(output.hidden_states) - shift}")
         z = output.hidden_states[index]
         if final_norm:
             # transformers 5 flattened CLIPTextModel (no .text_model); WithProjection still nests it.

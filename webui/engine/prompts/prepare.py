@@ -3,6 +3,7 @@ wildcards (seeded by each image's seed), then extra networks (`<lora:...>`) pull
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from webui.engine.prompts.extra_networks import ExtraNetwork, extract_extra_networks
@@ -64,3 +65,23 @@ def prepare_prompts(prompt: str, negative: str, style_names: list[str], seeds: l
             pos, neg = [prompt] * len(seeds), [negative] * len(seeds)
     networks = [extract_extra_networks(p)[1] + extract_extra_networks(n)[1] for p, n in zip(pos, neg)]
     return PreparedPrompts(pos, neg, list(seeds), networks, params, warnings)
+
+
+def longest_count(count, text: str, steps: int = 20) -> tuple[int, int]:
+    """A1111's token counter: (count, limit) of the longest text the prompt turns into - each step of a
+    `[a:b:when]` / `[a|b]` schedule and each `AND` part - with comments and `<lora:...>` tags left out.
+    `count(text) -> (count, limit)` is the model's tokenizer count."""
+    from webui.engine.prompts.schedule import prompt_schedule
+
+    text = strip_comments(text or "")
+    try:
+        text = extract_extra_networks(text)[0]
+        texts = [t for _, t in prompt_schedule(text, max(1, int(steps or 20)))] or [text]
+    except Exception:  # noqa: BLE001 - a half-typed tag or schedule is counted as plain text
+        texts = [text]
+    best = (0, 75)
+    for t in dict.fromkeys(texts):
+        for part in re.split(r"\bAND\b", t):
+            got = count(re.sub(r"\s*:\s*-?[\d.]+\s*$", "", part))  # `a AND b :1.2`: the weight is no token
+            best = got if got[0] > best[0] else best
+    return best
