@@ -14,34 +14,13 @@ from fastapi.routing import APIRoute
 # Starlette's class, not FastAPI's subclass: FastAPI raises the base class itself when a body cannot be parsed
 from starlette.exceptions import HTTPException
 
-from webui.engine import (CheckpointLoadError, NonFiniteOutputError, NotFoundError, QueueFullError, RequestError,
-                          SamplerError)
-from webui.settings import SettingError, SettingLocked
+from webui.engine import EngineError, NotFoundError, QueueFullError, SamplerError
+from webui.settings import SettingLocked
 
 log = logging.getLogger(__name__)
 
-# Engine errors that mean "bad input" wherever they are raised (before queueing or inside the job).
-_USER_ERRORS = (
-    ("webui.engine.prompts.styles", "StyleError"),
-    ("webui.engine.prompts.extra_networks", "ExtraNetworkError"),
-    ("webui.engine.prompts.wildcards", "WildcardError"),
-    ("webui.engine.prompts.schedule", "PromptScheduleError"),
-)
-
-
-def _user_error_types() -> tuple[type, ...]:
-    import importlib
-
-    found: list[type] = [RequestError]
-    for module, name in _USER_ERRORS:
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(found)
-
-
-USER_ERRORS = _user_error_types()
+# Engine errors -> HTTP status, the first match wins; any other EngineError is bad input for this request (422).
+STATUS = ((NotFoundError, 404), (SamplerError, 404), (SettingLocked, 403), (QueueFullError, 503), (EngineError, 422))
 
 
 class ApiError(Exception):
@@ -105,19 +84,10 @@ def to_response(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RequestValidationError):
         errs = list(exc.errors())
         return error_response(422, type(exc).__name__, validation_message(errs), _clean_errors(errs))
-    if isinstance(exc, (SamplerError, NotFoundError)):
-        return error_response(404, type(exc).__name__, str(exc))
-    if isinstance(exc, SettingLocked):
-        return error_response(403, type(exc).__name__, str(exc))
-    if isinstance(exc, (SettingError, NonFiniteOutputError)):  # the model's NaN: a clear message, not a 500
-        return error_response(422, type(exc).__name__, str(exc))
-    if isinstance(exc, USER_ERRORS):
-        return error_response(422, type(exc).__name__, str(exc))
-    if isinstance(exc, CheckpointLoadError):
-        status = 404 if "not found" in str(exc) else 422
-        return error_response(status, type(exc).__name__, str(exc))
-    if isinstance(exc, QueueFullError):
-        return error_response(503, type(exc).__name__, str(exc), headers={"Retry-After": "5"})
+    for kind, status in STATUS:
+        if isinstance(exc, kind):
+            headers = {"Retry-After": "5"} if status == 503 else None
+            return error_response(status, type(exc).__name__, str(exc), headers=headers)
     log.exception("API error: %s %s", request.method, request.url.path)
     return error_response(500, type(exc).__name__, f"{type(exc).__name__}: {exc}")
 

@@ -42,6 +42,8 @@ def resolve_checkpoint(engine, value: Any, field: str):
                             f"(got {_short(value)})")
     try:
         return engine.resolve_checkpoint(value)
+    except NotFoundError:
+        raise  # a 404 with the available titles
     except (OSError, ValueError) as exc:  # the file-path fallback of the lookup hit an impossible path
         raise ApiError(404, f"{field}: checkpoint {_short(value)} not found ({type(exc).__name__})") from None
 

@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from webui import resources
 from webui.engine.checkpoints import family as fam
 from webui.engine.errors import EngineError
+from webui.engine.requests import NotFoundError
 
 if TYPE_CHECKING:  # the state below is created by these modules, which import this one
     from webui.engine.networks.embeddings import ModelEmbeddings
@@ -32,6 +33,10 @@ if TYPE_CHECKING:  # the state below is created by these modules, which import t
 
 class CheckpointLoadError(EngineError, RuntimeError):
     """A checkpoint could not be loaded; the message names the file and why."""
+
+
+class CheckpointNotFound(CheckpointLoadError, NotFoundError):
+    """No checkpoint of that title, name or hash (the message lists the available ones)."""
 
 
 @dataclass

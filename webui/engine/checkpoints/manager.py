@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from webui.engine.checkpoints.loader import CheckpointLoadError, LoadedModel, load_checkpoint
+from webui.engine.checkpoints.loader import CheckpointLoadError, CheckpointNotFound, LoadedModel, load_checkpoint
 from webui.engine.checkpoints.registry import CheckpointInfo, CheckpointRegistry
 from webui.engine.device import DeviceConfig
 
@@ -43,7 +43,7 @@ class ModelManager:
             info = self.registry.find(query, allow_path)
         if info is None:
             names = ", ".join(i.title for i in self.registry.list()) or "none found"
-            raise CheckpointLoadError(f"Checkpoint {query!r} not found. Available: {names}")
+            raise CheckpointNotFound(f"Checkpoint {query!r} not found. Available: {names}")
         return info
 
     # ---- switching -----------------------------------------------------------------------------------
