@@ -91,7 +91,7 @@ if TEST_MODE:  # a free local port, no share link
         s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
 auth_file = os.path.join(os.getcwd(), ".studio-auth")  # not on the command line, where `ps` shows it
 with open(os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-    f.write(f"{user}:{password}\n")
+    f.write(f"{user}:{password}\\n")
 cmd = [sys.executable, "app.py", "--port", str(port), "--auth-file", auth_file, "--api", *flags, *EXTRA_FLAGS.split()]
 if SHARE and not TEST_MODE:
     cmd.append("--share")

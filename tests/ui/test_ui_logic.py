@@ -177,10 +177,10 @@ def test_interrupt_cancels_a_waiting_job(engine):
     assert job.future.cancelled()
 
 
-def test_generate_handler_reports_queue_full_and_bad_input(engine, monkeypatch):
+def test_generate_handler_reports_queue_full_and_bad_input(engine):
     import gradio as gr
 
-    from webui.engine.jobs import QueueFullError
+    from webui.engine import EngineAPI, QueueFullError
     from webui.ui.context import UiContext
     from webui.ui.generation import GenerationPanel
 
@@ -204,10 +204,21 @@ def test_generate_handler_reports_queue_full_and_bad_input(engine, monkeypatch):
     out = list(i2i.run(values(i2i)))
     assert "Upload an image first" in out[-1][i2i.status]
 
-    def full(req):
-        raise QueueFullError("The queue is full (2 jobs waiting); try again later")
+    class FullQueue:
+        """The real engine, except that its queue is full: the UI takes any EngineAPI, no monkeypatching."""
 
-    monkeypatch.setattr(engine, "submit", full)
+        def __init__(self, engine):
+            self._engine = engine
+
+        def __getattr__(self, name):
+            return getattr(self._engine, name)
+
+        def submit(self, request):
+            raise QueueFullError("The queue is full (2 jobs waiting); try again later")
+
+    assert isinstance(engine, EngineAPI) and isinstance(FullQueue(engine), EngineAPI)
+    with gr.Blocks():
+        panel = GenerationPanel(UiContext(FullQueue(engine)), "txt2img").build()
     out = list(panel.run(values(panel)))
     assert "The queue is full (2 jobs waiting); try again later" in out[-1][panel.status]
     assert "ls-error" in out[-1][panel.status]

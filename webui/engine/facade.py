@@ -1,4 +1,8 @@
-"""Engine: the one object the UI, the REST API, the CLI and the tests talk to."""
+"""Engine: the one object the UI, the REST API, the CLI and the tests talk to (its shape: `EngineAPI`).
+
+Callers use its methods, and read `settings` (changed only through `update_settings`), `styles` and `wildcards`
+(the libraries the Prompts and Wildcards tabs edit), `device` and `hooks`. The other attributes (models, queue,
+outputs, networks, checkpoints, planner) are the engine's own parts, which the job stages use."""
 from __future__ import annotations
 
 import logging

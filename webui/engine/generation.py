@@ -282,7 +282,6 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConf
         img = _decode_one(vae, lat[None])
         if not bool(torch.isfinite(img).all()) and vae.dtype == torch.float16:
             log.warning("VAE produced NaNs in fp16; switching this VAE to fp32")
-            model.vae_upcast = True
             vae.to(torch.float32)
             img = _decode_one(vae, lat[None])
         out.append(to_pil(screen_image(img, in_use or model.title, warnings))[0])

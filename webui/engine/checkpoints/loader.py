@@ -54,7 +54,6 @@ class LoadedModel:
     # Built on first use and kept here, so they leave the RAM cache together with the model:
     pipelines: dict[str, Any] = field(default_factory=dict)  # diffusers pipelines by kind, sharing `components`
     prompt_encoder: PromptEncoder | None = None  # A1111 prompt encoding over this model's tokenizers/encoders
-    vae_upcast: bool = False  # the fp16 VAE produced NaN once and was switched to fp32
     vae_cache: CachedVae | None = None  # the last VAE file loaded for this model (swapping back costs nothing)
     loras: ModelLoras | None = None  # LoRA adapters loaded into this model (ModelLoras.of)
     embeddings: ModelEmbeddings | None = None  # textual-inversion vectors in its tokenizers (ModelEmbeddings.of)
