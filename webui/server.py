@@ -88,7 +88,7 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
         except ImportError as exc:
             raise FlagError(f"the REST API is not available in this build ({exc})") from exc
         mount_api(app, engine, auth=api_auth or None, extensions=extensions)
-    mount_extension_routes(app, extensions, api_auth or None)
+    mount_extension_routes(app, extensions)
     origins = [o.strip() for o in (getattr(args, "cors_allow_origins", None) or "").split(",") if o.strip()]
     regex = getattr(args, "cors_allow_origins_regex", None)
     # Only the listed origins get CORS answers. Present on the parent app, it also stops Gradio's own CORS
@@ -133,35 +133,17 @@ def _gradio_app(app):
     return None
 
 
-def basic_auth_dependency(credentials: Credentials):
-    """FastAPI dependency: HTTP Basic with one of `credentials`, else 401."""
-    from fastapi import Depends, HTTPException
-    from fastapi.security import HTTPBasic, HTTPBasicCredentials
-
-    from webui.auth import credentials_match
-
-    scheme = HTTPBasic(auto_error=False)
-
-    def check(given: HTTPBasicCredentials | None = Depends(scheme)) -> None:
-        if given is None or not credentials_match(credentials, given.username, given.password):
-            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
-
-    return Depends(check)
-
-
-def mount_extension_routes(app, manager, auth: Credentials | None) -> None:
-    """Routes of active extensions at /ext/<name><path>, behind the API log-in when there is one."""
+def mount_extension_routes(app, manager) -> None:
+    """Routes of active extensions at /ext/<name><path> (the web guard asks for the API log-in there)."""
     if manager is None:
         return
-    deps = [basic_auth_dependency(auth)] if auth else []
     for ext in manager.extensions.values():
         if not ext.active:
             continue
         for path, endpoint, methods in ext.routes:
             route = f"/ext/{ext.name}/{str(path).lstrip('/')}"
             try:
-                app.add_api_route(route, endpoint, methods=list(methods), dependencies=deps,
-                                  tags=[f"extension {ext.name}"])
+                app.add_api_route(route, endpoint, methods=list(methods), tags=[f"extension {ext.name}"])
             except Exception as exc:  # noqa: BLE001 - a bad route never takes the app down
                 log.error("extension %s: route %s not added: %s", ext.name, route, exc)
 
