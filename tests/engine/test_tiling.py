@@ -123,13 +123,15 @@ def seam_and_inner(a: np.ndarray) -> tuple[float, float]:
 
 
 def test_generated_images_tile_and_same_seed_is_pixel_identical_afterwards(engine):
-    model = engine.load_checkpoint()
+    """Through a request's `tiling` field (the job wraps its stages in `seamless`)."""
+    engine.load_checkpoint()
     req = dict(prompt="a red circle", steps=3, width=64, height=64, sampler_name="Euler")
     plain, tiled = [], []
     for seed in (1, 2, 3, 4):
         before = px(engine.generate(GenerationRequest(seed=seed, **req)).images[0])
-        with seamless(model):
-            tiled.append(seam_and_inner(px(engine.generate(GenerationRequest(seed=seed, **req)).images[0])))
+        result = engine.generate(GenerationRequest(seed=seed, tiling=True, **req))
+        assert "Tiling: True" in result.infotexts[0]
+        tiled.append(seam_and_inner(px(result.images[0])))
         after = px(engine.generate(GenerationRequest(seed=seed, **req)).images[0])
         assert np.array_equal(after, before)  # every conv got its padding back
         plain.append(seam_and_inner(before))

@@ -53,6 +53,7 @@ class Batch:
     init_images: list[Image.Image] | None = None
     mask: Image.Image | None = None
     latent_fill: str | None = None  # inpainting: "latent noise" / "latent nothing" under the mask
+    init_latents: torch.Tensor | None = None  # img2img from latents (hires fix's latent upscale)
 
 
 def pipeline_for(model: LoadedModel, kind: str, device: DeviceConfig):
@@ -150,6 +151,8 @@ class SamplingSpec:
 
 
 def pipeline_kind(model: LoadedModel, batch: Batch) -> str:
+    if batch.init_latents is not None:
+        return "img2img"
     if batch.init_images:
         return "inpaint" if (batch.mask is not None or model.spec.inpaint) else "img2img"
     return "inpaint" if model.spec.inpaint else "txt2img"  # an inpainting model starts from a blank image
@@ -188,8 +191,11 @@ def _image_args(model: LoadedModel, device: DeviceConfig, pipe, kind: str, spec:
         exec_device = getattr(pipe, "_execution_device", device.device)
         return dict(latents=latents.to(exec_device, device.dtype), width=width, height=height)
     images = batch.init_images or [Image.new("RGB", (width, height), (127, 127, 127))] * len(batch.seeds)
+    if batch.init_latents is not None:
+        images = batch.init_latents.to(getattr(pipe, "_execution_device", device.device), device.dtype)
+    given = batch.init_images or batch.init_latents is not None
     # at least one step: diffusers returns nothing when steps * strength rounds down to 0
-    strength = min(max(spec.denoising_strength, 1.0 / spec.steps), 1.0) if batch.init_images else 1.0
+    strength = min(max(spec.denoising_strength, 1.0 / spec.steps), 1.0) if given else 1.0
     args = dict(image=images, strength=strength)
     if kind == "inpaint":
         mask = batch.mask if batch.mask is not None else Image.new("L", (width, height), 255)

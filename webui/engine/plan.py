@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from webui.engine import hires as hires_mod
 from webui.engine import noise
+from webui.engine.hires import HiresPlan
 from webui.engine.prompts.prepare import PreparedPrompts, prepare_prompts
-from webui.engine.requests import GenerationRequest
+from webui.engine.requests import GenerationRequest, RequestError, check_text
 from webui.engine.samplers import SamplerChoice, resolve
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ class JobPlan:
     loras: dict[str, LoraInfo]  # name as written in the prompts -> its file
     vae: str | None  # the job's own VAE choice (override_settings.sd_vae); None: the current "SD VAE"
     hook_params: dict = field(default_factory=dict)  # infotext additions from the extensions' infotext hooks
+    hires: HiresPlan | None = None  # the second pass (txt2img with enable_hr)
+    hr_prompts: PreparedPrompts | None = None  # its own prompts (hr_prompt / hr_negative_prompt), else the job's
 
     @property
     def seeds(self) -> list[int]:
@@ -62,11 +66,37 @@ class Planner:
         if vae is not None:
             vae = self.networks.vaes.validate(vae)
         prompts = self._prompts(req)
-        loras, warnings = self.networks.resolve_loras(prompts.networks)
+        hires, hr_prompts = self._hires(req, sampler, prompts) if req.enable_hr else (None, None)
+        loras, warnings = self.networks.resolve_loras(prompts.networks + (hr_prompts.networks if hr_prompts else []))
         prompts.warnings += [w for w in warnings if w not in prompts.warnings]
         subseed = noise.fix_seed(req.subseed)
         return JobPlan(req, "img2img" if req.is_img2img else "txt2img", checkpoint, sampler, prompts,
-                       [subseed + i for i in range(len(prompts.seeds))], loras, vae, self.hooks.infotext_params(req))
+                       [subseed + i for i in range(len(prompts.seeds))], loras, vae, self.hooks.infotext_params(req),
+                       hires, hr_prompts)
+
+    def _hires(self, req: GenerationRequest, sampler: SamplerChoice,
+               prompts: PreparedPrompts) -> tuple[HiresPlan, PreparedPrompts | None]:
+        hires_mod.check_fields(req)
+        if req.width and req.height:  # else the model's native size decides, when the job runs
+            hires_mod.target_size(req, req.width, req.height, self.settings.max_image_side)
+        if not hires_mod.same(req.hr_checkpoint_name) and (req.checkpoint is None or self.models.resolve(
+                req.hr_checkpoint_name).title != self.models.resolve(req.checkpoint).title):
+            raise RequestError("hr_checkpoint_name: a second pass on another checkpoint is not supported yet; use "
+                               "\"Use same checkpoint\"")
+        second = sampler
+        if not (hires_mod.same(req.hr_sampler_name) and hires_mod.same(req.hr_scheduler)):
+            second = resolve(req.hr_sampler_name if not hires_mod.same(req.hr_sampler_name) else req.sampler_name,
+                             req.hr_scheduler if not hires_mod.same(req.hr_scheduler) else req.scheduler,
+                             self.settings.default_sampler)
+        plan = HiresPlan(hires_mod.upscaler_name(req.hr_upscaler), req.hr_second_pass_steps or req.steps, second,
+                         req.cfg_scale if req.hr_cfg is None else float(req.hr_cfg), req.denoising_strength)
+        if not (req.hr_prompt or req.hr_negative_prompt):
+            return plan, None
+        check_text("hr_prompt", req.hr_prompt)
+        check_text("hr_negative_prompt", req.hr_negative_prompt)
+        return plan, prepare_prompts(req.hr_prompt or req.prompt, req.hr_negative_prompt or req.negative_prompt,
+                                     req.styles, prompts.seeds, self.styles, self.wildcards, False,
+                                     self.settings.max_combinations)
 
     def _prompts(self, req: GenerationRequest) -> PreparedPrompts:
         seed = noise.fix_seed(req.seed)

@@ -100,6 +100,20 @@ class GenerationRequest:
     inpaint_full_res: bool = False  # inpaint area: False whole picture, True only masked
     inpaint_full_res_padding: int = 32  # only masked: pixels around the mask
     inpainting_mask_invert: int = 0  # 1: repaint what is not masked
+    # hires fix (txt2img): a second pass at a larger size (A1111's names; denoising_strength is its strength)
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_resize_x: int = 0  # 0: hr_scale decides (one of x/y 0: keep the aspect)
+    hr_resize_y: int = 0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0  # 0: the first pass's steps
+    hr_sampler_name: str | None = None  # None / "Use same sampler"
+    hr_scheduler: str | None = None
+    hr_cfg: float | None = None  # None: cfg_scale
+    hr_prompt: str = ""  # "": the prompt
+    hr_negative_prompt: str = ""
+    hr_checkpoint_name: str | None = None  # None / "Use same checkpoint"
+    tiling: bool = False  # seamless: opposite edges continue each other
     # what to run on and where it goes
     checkpoint: str | None = None  # title/name; None = the active one
     save_images: bool = True

@@ -1,20 +1,22 @@
 """The worker side of a generation job: a planned job (webui/engine/plan.py) runs `prepare` once, then every batch
 goes through the named stages in order:
 
-    sample -> decode -> overlay (inpainting) -> postprocess (extensions' image hooks) -> save
+    sample -> second_pass (hires fix) -> decode -> overlay (inpainting) -> postprocess (extensions' image hooks)
+    -> save
 
-A later feature adds a stage to STAGES (hires fix's second pass after `sample`, face restoration after `decode`,
-upscaling in `postprocess`), not a branch inside one function.
+A later feature adds a stage to STAGES (face restoration after `decode`, upscaling in `postprocess`), not a branch
+inside one function.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
+from webui.engine import hires as hires_mod
 from webui.engine.generation import Batch, SamplingSpec, check_latents, decode_latents, sample_batch
 from webui.engine.hooks import ImageContext
 from webui.engine.infotext import build_infotext
@@ -22,6 +24,7 @@ from webui.engine.inpaint import InpaintPlan, mask_from_image, plan_inpaint
 from webui.engine.preview import latent_preview
 from webui.engine.requests import GenerationResult
 from webui.engine.resize import resize_image
+from webui.engine.tiling import seamless
 
 if TYPE_CHECKING:
     from webui.engine.facade import Engine
@@ -37,12 +40,13 @@ class BatchWork:
     batch: Batch
     first: int  # index of its first image in the job
     latents: object = None
+    first_pass_only: bool = False  # hires fix interrupted or skipped: the first pass's images are kept
     images: list[Image.Image] = field(default_factory=list)
     contexts: list[ImageContext] = field(default_factory=list)
 
 
 class GenerationJob:
-    STAGES = ("sample", "decode", "overlay", "postprocess", "save")
+    STAGES = ("sample", "second_pass", "decode", "overlay", "postprocess", "save")
 
     def __init__(self, engine: Engine, plan: JobPlan, state: JobState):
         self.engine, self.plan, self.state = engine, plan, state
@@ -53,14 +57,15 @@ class GenerationJob:
         self.prepare()
         t_model = self.t_model
         self.state.job_count = self.plan.n_iter
-        for number, sl in enumerate(self.plan.batch_slices()):
-            if self.state.interrupted:
-                break
-            self.state.job_no = number
-            work = self.batch(sl)
-            for name in self.STAGES:
-                if not getattr(self, name)(work):
+        with seamless(self.model, enabled=self.req.tiling):  # this job's convs only, restored on any exit
+            for number, sl in enumerate(self.plan.batch_slices()):
+                if self.state.interrupted:
                     break
+                self.state.job_no = number
+                work = self.batch(sl)
+                for name in self.STAGES:
+                    if not getattr(self, name)(work):
+                        break
         result = self.result
         result.warnings += [w for w in self.nets.warnings if w not in result.warnings]
         result.interrupted = self.state.interrupted
@@ -80,10 +85,19 @@ class GenerationJob:
         self.inits = [resize_image(im, width, height, req.resize_mode) for im in req.init_images]
         self.inpaint = self._inpaint(width, height)
         self.texts, self.neg_texts = plan.prompts.encoder_texts()
+        self.hr_texts = (plan.hr_prompts or plan.prompts).encoder_texts()
         # LoRAs loaded, embeddings loaded, the job's VAE in place (NetworkError is a RequestError)
-        self.nets = eng.networks.prepare(self.model, eng.device, plan.loras, self.texts + self.neg_texts, plan.vae)
-        self.params = self._params(width, height)
-        self.result = GenerationResult(width=width, height=height, model_title=self.model.title,
+        self.nets = eng.networks.prepare(self.model, eng.device, plan.loras,
+                                         self.texts + self.neg_texts + self.hr_texts[0] + self.hr_texts[1], plan.vae)
+        self.base_params = self._params(width, height)
+        self.params, size = dict(self.base_params), (width, height)
+        if plan.hires is not None:
+            size = hires_mod.target_size(req, width, height, eng.settings.max_image_side)
+            self.hr_spec = replace(self.spec, choice=plan.hires.sampler, steps=plan.hires.steps,
+                                   cfg_scale=plan.hires.cfg_scale, width=size[0], height=size[1],
+                                   denoising_strength=plan.hires.denoising_strength)
+            self.params.update(hires_mod.infotext_params(req, plan.hires, plan.sampler))
+        self.result = GenerationResult(width=size[0], height=size[1], model_title=self.model.title,
                                        params=dict(self.params), warnings=list(plan.prompts.warnings))
 
     def _inpaint(self, width: int, height: int) -> InpaintPlan | None:
@@ -109,6 +123,7 @@ class GenerationJob:
             "Variation seed": None, "Variation seed strength": req.subseed_strength or None,
             "Denoising strength": req.denoising_strength if self.inits else None,
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU",
+            "Tiling": True if req.tiling else None,
             **inpaint, "Mask mode": "Inpaint not masked" if self.inpaint and req.inpainting_mask_invert else None,
             **plan.prompts.params, **nets.params, **plan.hook_params, "Version": VERSION,
         }
@@ -131,6 +146,29 @@ class GenerationJob:
             self.result.skipped += len(work.batch.seeds)
         return work.latents is not None
 
+    def second_pass(self, work: BatchWork) -> bool:
+        """Hires fix: upscale the first pass (latents, or decoded pixels) and sample again as img2img. Interrupted
+        or skipped, the first pass's images go on through the stages (and are saved)."""
+        hires = self.plan.hires
+        if hires is None:
+            return True
+        spec, batch = self.hr_spec, work.batch
+        if hires.latent:
+            start = dict(init_latents=hires_mod.upscale_latents(work.latents, hires.upscaler, spec.width, spec.height))
+        else:
+            images = decode_latents(self.model, work.latents, self.engine.device, warnings=self.result.warnings)
+            start = dict(init_images=hires_mod.upscale_images(images, hires.upscaler, spec.width, spec.height))
+        second = replace(batch, prompts=self.hr_texts[0][work.first:work.first + len(batch.seeds)],
+                         negative_prompts=self.hr_texts[1][work.first:work.first + len(batch.seeds)], **start)
+        if self.plan.hr_prompts is not None:
+            self.nets.activate(self.plan.hr_prompts.networks[work.first:work.first + len(batch.seeds)])
+        latents = sample_batch(self.model, self.engine.device, spec, second, self.state, self._on_step)
+        if latents is None:
+            self.state.skipped, work.first_pass_only = False, True
+        else:
+            work.latents = latents
+        return True
+
     def decode(self, work: BatchWork) -> bool:
         in_use = f"checkpoint {self.model.title}, {self.nets.describe()}"
         check_latents(work.latents, in_use, self.engine.device.dtype)
@@ -150,7 +188,7 @@ class GenerationJob:
         plan, hooks = self.plan, self.engine.hooks
         for j, image in enumerate(work.images):
             k = work.first + j
-            params = dict(self.params, Seed=plan.seeds[k])
+            params = dict(self.base_params if work.first_pass_only else self.params, Seed=plan.seeds[k])
             if self.req.subseed_strength > 0:
                 params["Variation seed"] = plan.subseeds[k]
             ctx = ImageContext(self.req, k, plan.seeds[k], plan.prompts.prompts[k],
