@@ -272,7 +272,7 @@ def test_lists_answer_in_a1111_shapes(server, client):
     assert {"automatic", "karras"} <= {s["name"] for s in scheds}
     assert {"Automatic", "Karras"} <= {s["label"] for s in scheds}
     assert [u["name"] for u in client.get_upscalers()][:3] == ["None", "Lanczos", "Nearest"]
-    assert client.get_latent_upscale_modes() == []
+    assert [m["name"] for m in client.get_latent_upscale_modes()][:2] == ["Latent", "Latent (antialiased)"]
     assert client.get_loras() == [] and client.get_sd_vae() == []
     assert client.get_hypernetworks() == [] and client.get_face_restorers() == []
     assert client.get_realesrgan_models() == [] and client.get_prompt_styles() == []

@@ -46,9 +46,9 @@ CASES = [
      ["no-such-model", "not found", "tiny-a"]),
     ("txt2img", {"override_settings": {"some_unknown_option": 1}}, 422, ["some_unknown_option"]),
     ("txt2img", {"override_settings": {"sd_vae": "fancy.vae.pt"}}, 404, ["sd_vae", "fancy.vae.pt", "Automatic"]),
-    ("txt2img", {"enable_hr": True}, 422, ["enable_hr", "hires"]),
+    ("txt2img", {"enable_hr": True, "hr_upscaler": "Nope"}, 422, ["hr_upscaler", "Nope", "Latent"]),  # supported now
     ("txt2img", {"restore_faces": True}, 422, ["restore_faces"]),
-    ("txt2img", {"tiling": True}, 422, ["tiling"]),
+    ("txt2img", {"tiling": "sideways"}, 422, ["tiling"]),  # tiling itself is supported now
     ("txt2img", {"script_name": "x/y/z plot"}, 422, ["script", "x/y/z plot"]),
     ("txt2img", {"script_args": [1, 2]}, 422, ["script_args"]),
     ("txt2img", {"alwayson_scripts": {"ControlNet": {"args": []}}}, 422, ["ControlNet"]),

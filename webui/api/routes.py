@@ -20,6 +20,7 @@ from webui.api.images import decode_image, encode_png, image_text_items, upscale
 from webui.api.options import ApiOptions
 from webui.auth import credentials_match
 from webui.engine.infotext import parse_infotext
+from webui.engine import LATENT_MODES
 from webui.engine.samplers import SAMPLERS, schedule_names
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class SdApi:
                 for n in ("None", "Lanczos", "Nearest")]
 
     def latent_upscale_modes(self) -> list[dict]:
-        return []  # they only serve hires fix, which is not available yet
+        return [{"name": name} for name in LATENT_MODES]
 
     def sd_models(self) -> list[dict]:
         return [self._model_item(i) for i in self.engine.list_checkpoints()]

@@ -122,6 +122,7 @@ class Txt2ImgRequest(GenerationBody):
     hr_scheduler: str | None = None
     hr_prompt: str | None = ""
     hr_negative_prompt: str | None = ""
+    hr_cfg: float | None = None  # A1111's "Hires CFG Scale"; None: cfg_scale
 
 
 class Img2ImgRequest(GenerationBody):

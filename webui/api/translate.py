@@ -34,7 +34,6 @@ def _is(*allowed):
 # (field, accepted when, why) -- a request that sets one of these otherwise gets a 422 naming the field
 COMMON_UNSUPPORTED = (
     ("restore_faces", _off, "face restoration is not available"),
-    ("tiling", _off, "tiling is not available"),
     ("seed_resize_from_h", lambda v: v is None or v <= 0, "seed resize is not available"),
     ("seed_resize_from_w", lambda v: v is None or v <= 0, "seed resize is not available"),
     ("s_churn", _is(0), "sampler parameter overrides are not available"),
@@ -46,9 +45,7 @@ COMMON_UNSUPPORTED = (
     ("firstpass_image", _off, "a first-pass image is not available"),
     ("script_args", _off, "no scripts are installed (script_args must be empty)"),
 )
-TXT2IMG_UNSUPPORTED = (
-    ("enable_hr", _off, "hires fix is not available yet"),
-)
+TXT2IMG_UNSUPPORTED = ()
 IMG2IMG_UNSUPPORTED = (
     ("resize_mode", _is(0, 1, 2), "supported: 0 just resize, 1 crop and resize, 2 resize and fill"),
     ("initial_noise_multiplier", _is(1), "only 1.0 is supported"),
@@ -60,7 +57,11 @@ INFOTEXT_FIELDS = {
     "Prompt": "prompt", "Negative prompt": "negative_prompt", "Steps": "steps", "Sampler": "sampler_name",
     "Schedule type": "scheduler", "CFG scale": "cfg_scale", "Seed": "seed", "Size-1": "width", "Size-2": "height",
     "Variation seed": "subseed", "Variation seed strength": "subseed_strength",
-    "Denoising strength": "denoising_strength",
+    "Denoising strength": "denoising_strength", "Tiling": "tiling",
+    "Hires upscale": "hr_scale", "Hires resize-1": "hr_resize_x", "Hires resize-2": "hr_resize_y",
+    "Hires steps": "hr_second_pass_steps", "Hires upscaler": "hr_upscaler", "Hires sampler": "hr_sampler_name",
+    "Hires schedule type": "hr_scheduler", "Hires CFG Scale": "hr_cfg", "Hires prompt": "hr_prompt",
+    "Hires negative prompt": "hr_negative_prompt",
 }
 
 
@@ -97,6 +98,10 @@ def _pasted(body: GenerationBody) -> dict[str, Any]:
     parsed = typed_params(parse_infotext(text, defaults=False))
     pasted = {name: parsed[key] for key, name in INFOTEXT_FIELDS.items()
               if key in parsed and name not in body.model_fields_set and parsed[key] != ""}
+    if any(key.startswith("Hires ") for key in parsed) and "enable_hr" in type(body).model_fields \
+            and "enable_hr" not in body.model_fields_set:
+        pasted["enable_hr"] = True
+    pasted = {k: v for k, v in pasted.items() if k in type(body).model_fields}  # img2img has no hires fields
     if "Clip skip" in parsed and "override_settings" not in body.model_fields_set:
         pasted["override_settings"] = {"CLIP_stop_at_last_layers": parsed["Clip skip"]}
     try:
@@ -165,8 +170,10 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Api
         scheduler=values.get("scheduler"), steps=_get(values, "steps", 50),
         cfg_scale=float(_get(values, "cfg_scale", 7.0)), width=_size(values, "width"), height=_size(values, "height"),
         batch_size=_get(values, "batch_size", 1), n_iter=_get(values, "n_iter", 1), clip_skip=clip_skip,
-        eta=values.get("eta"), checkpoint=checkpoint, override_settings=overrides,
+        eta=values.get("eta"), checkpoint=checkpoint, override_settings=overrides, tiling=bool(values.get("tiling")),
         save_images=bool(values.get("save_images")) or options.always_save)
+    if mode == "txt2img" and values.get("enable_hr"):
+        _hires(request, values)
     call = ApiCall(mode=mode, request=request, send_images=bool(_get(values, "send_images", True)),
                    echo=body.model_dump(), restore_checkpoint=restore, styles=request.styles,
                    timestamp=time.strftime("%Y%m%d%H%M%S"))
@@ -203,6 +210,23 @@ def _overrides(engine, options: ApiOptions, values: dict) -> tuple[str | None, s
         # (A1111 switches back before serving the next request)
         checkpoint = active.title
     return checkpoint, restore, clip_skip, overrides
+
+
+def _hires(req: GenerationRequest, values: dict) -> None:
+    """txt2img's hires fix. Before A1111 1.0, width/height were the final size and firstphase_width/height the
+    first pass's: such a request gets the same two sizes."""
+    req.enable_hr = True
+    req.hr_scale = float(_get(values, "hr_scale", 2.0))
+    req.hr_resize_x, req.hr_resize_y = _get(values, "hr_resize_x", 0), _get(values, "hr_resize_y", 0)
+    if _get(values, "firstphase_width", 0) > 0 and _get(values, "firstphase_height", 0) > 0:
+        req.hr_resize_x, req.hr_resize_y = req.width, req.height
+        req.width, req.height = _size(values, "firstphase_width"), _size(values, "firstphase_height")
+    req.hr_upscaler = values.get("hr_upscaler") or "Latent"
+    req.hr_second_pass_steps = _get(values, "hr_second_pass_steps", 0)
+    req.hr_sampler_name, req.hr_scheduler = values.get("hr_sampler_name"), values.get("hr_scheduler")
+    req.hr_prompt, req.hr_negative_prompt = values.get("hr_prompt") or "", values.get("hr_negative_prompt") or ""
+    req.hr_checkpoint_name, req.hr_cfg = values.get("hr_checkpoint_name"), values.get("hr_cfg")
+    req.denoising_strength = float(_get(values, "denoising_strength", 0.75))
 
 
 def _img2img(call: ApiCall, values: dict) -> None:
