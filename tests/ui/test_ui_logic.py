@@ -321,3 +321,28 @@ def test_extension_tab_routes_and_settings(engine, data_dir, tmp_path):
     with TestClient(app) as client:
         assert client.get("/ext/hello/hi").status_code == 401
         assert client.get("/ext/hello/hi", auth=("bot", "pw")).json() == {"hi": 2}
+
+
+def test_hires_fix_and_tiling_from_the_tab_and_back_from_an_infotext(engine):
+    import gradio as gr
+
+    from webui.ui.context import UiContext
+    from webui.ui.generation import GenerationPanel
+    from webui.ui.params import fields_from_infotext
+
+    with gr.Blocks():
+        p = GenerationPanel(UiContext(engine), "txt2img").build()
+    data = {p.prompt: "a cat", p.negative: "", p.styles: [], p.sampler: "Euler", p.scheduler: "Automatic",
+            p.steps: 2, p.width: 64, p.height: 64, p.n_iter: 1, p.batch_size: 1, p.cfg: 7.0, p.seed: 3,
+            p.subseed: -1, p.subseed_strength: 0.0, p.clip_skip: 1, p.tiling: True, p.enable_hr: True,
+            p.denoising: 0.45, **{comp: value for comp, value in zip(p.hires.values(), (
+                "Latent (nearest)", 3, 1.5, 0, 0, "Use same sampler", "Use same scheduler", "", ""))}}
+    result = engine.generate(p.make_request(data))
+    assert result.images[0].size == (96, 96)
+    back = fields_from_infotext(result.infotexts[0])
+    assert back["enable_hr"] is True and back["tiling"] is True and back["hr_scale"] == 1.5
+    assert back["hr_upscaler"] == "Latent (nearest)" and back["hr_second_pass_steps"] == 3
+    assert back["denoising_strength"] == 0.45
+    assert set(back) - {"hr_resize_x", "hr_resize_y"} <= set(p.fields)  # every value has a field to go to
+    plain = fields_from_infotext("a dog\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64")
+    assert plain["enable_hr"] is False and plain["tiling"] is False

@@ -16,8 +16,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from webui.engine import (MASKED_CONTENT, RESIZE_MODES, CheckpointLoadError, QueueFullError, RequestError,
-                          SamplerError)
+from webui.engine import (LATENT_MODES, MASKED_CONTENT, PIXEL_UPSCALERS, RESIZE_MODES, CheckpointLoadError,
+                          QueueFullError, RequestError, SamplerError)
 from webui.engine.samplers import sampler_names, schedule_names
 from webui.ui.context import UiContext
 from webui.ui.params import fields_from_infotext
@@ -161,6 +161,10 @@ class GenerationPanel:
                 if m == "img2img":
                     self.denoising = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                elem_id="img2img_denoising_strength")
+                self.tiling = gr.Checkbox(False, label="Tiling (seamless: opposite edges continue each other)",
+                                          elem_id=f"{m}_tiling")
+                if m == "txt2img":
+                    self._build_hires_controls()
                 with gr.Row(elem_classes="ls-seed-row"):
                     self.seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id=f"{m}_seed",
                                           scale=4, min_width=120)
@@ -196,10 +200,43 @@ class GenerationPanel:
             "width": self.width, "height": self.height, "subseed": self.subseed,
             "subseed_strength": self.subseed_strength, "clip_skip": self.clip_skip,
         }
+        self.fields["tiling"] = self.tiling
         if m == "img2img":
             self.fields["denoising_strength"] = self.denoising
+        else:
+            self.fields.update(enable_hr=self.enable_hr, denoising_strength=self.denoising, **self.hires)
         self._wire()
         return self
+
+    def _build_hires_controls(self) -> None:
+        """A1111's "Hires. fix": a second pass at a larger size (its names, defaults and element ids)."""
+        s = self.ctx.engine.settings
+        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
+            self.enable_hr = gr.Checkbox(False, label="Hires. fix (upscale, then a second pass)",
+                                         elem_id="txt2img_enable_hr")
+            with gr.Row(elem_classes="ls-tight"):
+                upscaler = gr.Dropdown([*LATENT_MODES, *PIXEL_UPSCALERS], value="Latent", label="Upscaler",
+                                       elem_id="txt2img_hr_upscaler")
+                steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps (0: same)",
+                                  elem_id="txt2img_hires_steps")
+                self.denoising = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
+                                           elem_id="txt2img_denoising_strength")
+            with gr.Row(elem_classes="ls-tight"):
+                scale = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale")
+                resize_x = gr.Slider(0, s.max_image_side, value=0, step=8, label="Resize width to",
+                                     elem_id="txt2img_hr_resize_x")
+                resize_y = gr.Slider(0, s.max_image_side, value=0, step=8, label="Resize height to",
+                                     elem_id="txt2img_hr_resize_y")
+            with gr.Row(elem_classes="ls-tight"):
+                sampler = gr.Dropdown(["Use same sampler", *sampler_names()], value="Use same sampler",
+                                      label="Hires sampling method", elem_id="hr_sampler")
+                scheduler = gr.Dropdown(["Use same scheduler", *schedule_names()], value="Use same scheduler",
+                                        label="Hires schedule type", elem_id="hr_scheduler")
+            prompt = gr.Textbox(label="Hires prompt (empty: the prompt)", lines=2, elem_id="hires_prompt")
+            negative = gr.Textbox(label="Hires negative prompt", lines=2, elem_id="hires_neg_prompt")
+        self.hires = dict(hr_upscaler=upscaler, hr_second_pass_steps=steps, hr_scale=scale, hr_resize_x=resize_x,
+                          hr_resize_y=resize_y, hr_sampler_name=sampler, hr_scheduler=scheduler, hr_prompt=prompt,
+                          hr_negative_prompt=negative)
 
     def _build_inpaint_controls(self) -> None:
         """A1111's inpaint settings (they apply when something is drawn on the image), with its names and defaults."""
@@ -235,6 +272,9 @@ class GenerationPanel:
         if self.mode == "img2img":
             inputs |= {self.init_editor, self.resize_mode, self.denoising, self.mask_blur, self.mask_mode,
                        self.masked_content, self.inpaint_area, self.padding}
+        else:
+            inputs |= {self.enable_hr, self.denoising, *self.hires.values()}
+        inputs.add(self.tiling)
         outputs = [self.status, self.preview, self.gallery, self.infotext, self.records, self.selected, self.job_id]
         self.generate_events = [
             trigger(self.run, inputs, outputs, show_progress="hidden", concurrency_limit=None,
@@ -298,6 +338,13 @@ class GenerationPanel:
             width=as_int(self.width, DEFAULT_SIZE), height=as_int(self.height, DEFAULT_SIZE),
             batch_size=as_int(self.batch_size, 1), n_iter=as_int(self.n_iter, 1), clip_skip=as_int(self.clip_skip, 1),
         )
+        fields["tiling"] = bool(data.get(self.tiling))  # controls missing from `data` are off
+        if self.mode == "txt2img" and data.get(self.enable_hr):
+            fields.update(enable_hr=True, denoising_strength=float(data[self.denoising]),
+                          **{name: data[comp] for name, comp in self.hires.items()})
+            fields.update(hr_second_pass_steps=int(fields["hr_second_pass_steps"]),
+                          hr_resize_x=int(fields["hr_resize_x"]), hr_resize_y=int(fields["hr_resize_y"]),
+                          hr_scale=float(fields["hr_scale"]))
         if self.mode == "img2img":
             init, mask = editor_to_init(data[self.init_editor])
             if init is None:

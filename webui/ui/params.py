@@ -21,6 +21,15 @@ FIELD_KEYS = {
     "subseed_strength": "Variation seed strength",
     "clip_skip": "Clip skip",
     "denoising_strength": "Denoising strength",
+    "hr_scale": "Hires upscale",
+    "hr_resize_x": "Hires resize-1",
+    "hr_resize_y": "Hires resize-2",
+    "hr_second_pass_steps": "Hires steps",
+    "hr_upscaler": "Hires upscaler",
+    "hr_sampler_name": "Hires sampler",
+    "hr_scheduler": "Hires schedule type",
+    "hr_prompt": "Hires prompt",
+    "hr_negative_prompt": "Hires negative prompt",
 }
 
 
@@ -44,10 +53,14 @@ def fields_from_infotext(text: str | None) -> dict[str, Any]:
             out.pop("scheduler", None)
     if "subseed_strength" not in out:
         out["subseed_strength"] = 0.0
-    for k in ("steps", "seed", "width", "height", "subseed", "clip_skip"):
+    written = parse_infotext(text, defaults=False)  # the defaults A1111 fills in include Hires keys
+    out["enable_hr"] = any(key.startswith("Hires ") for key in written)  # as A1111: no Hires keys, hires off
+    out["tiling"] = str(parsed.get("Tiling", "")).lower() == "true"
+    for k in ("steps", "seed", "width", "height", "subseed", "clip_skip", "hr_resize_x", "hr_resize_y",
+              "hr_second_pass_steps"):
         if k in out and not isinstance(out[k], int):
             out.pop(k)
-    for k in ("cfg_scale", "subseed_strength", "denoising_strength"):
+    for k in ("cfg_scale", "subseed_strength", "denoising_strength", "hr_scale"):
         if k in out:
             try:
                 out[k] = float(out[k])
