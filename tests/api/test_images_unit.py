@@ -7,7 +7,7 @@ from PIL import Image
 
 from tests.api.helpers import b64png, pattern_image, px
 from webui.api.errors import ApiError
-from webui.api.images import decode_image, encode_png, flatten, upscale
+from webui.api.images import decode_image, encode_png, flatten
 from webui.engine.inpaint import Overlay, crop_region, fill_masked, mask_from_image
 from webui.engine.image_files import read_infotext
 
@@ -80,9 +80,17 @@ def test_overlay_pastes_the_crop_back_and_keeps_the_outside():
 
 
 def test_upscale_geometry():
+    from webui.engine.extras import ExtrasRequest, resize
+    from webui.engine.requests import RequestError
+
     img = pattern_image(30)
-    assert upscale(img, Image.LANCZOS, 0, 2.5, 0, 0, True).size == (75, 75)
-    assert upscale(img, Image.LANCZOS, 1, 0, 64, 32, True).size == (64, 32)
-    assert upscale(img, Image.LANCZOS, 1, 0, 64, 32, False).size == (64, 64)
-    with pytest.raises(ApiError):
-        upscale(img, Image.LANCZOS, 0, 1000, 0, 0, True)
+
+    def geometry(**fields):
+        return ExtrasRequest(images=[img], **fields)
+
+    assert resize(img, "Lanczos", geometry(upscaling_resize=2.5)).size == (75, 75)
+    assert resize(img, "Lanczos", geometry(resize_mode=1, upscaling_resize_w=64, upscaling_resize_h=32)).size == (64, 32)
+    assert resize(img, "Lanczos", geometry(resize_mode=1, upscaling_resize_w=64, upscaling_resize_h=32,
+                                           upscaling_crop=False)).size == (64, 64)
+    with pytest.raises(RequestError):
+        resize(img, "Lanczos", geometry(upscaling_resize=1000))

@@ -346,3 +346,38 @@ def test_hires_fix_and_tiling_from_the_tab_and_back_from_an_infotext(engine):
     assert set(back) - {"hr_resize_x", "hr_resize_y"} <= set(p.fields)  # every value has a field to go to
     plain = fields_from_infotext("a dog\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64")
     assert plain["enable_hr"] is False and plain["tiling"] is False
+
+
+def test_extras_tab_upscales_saves_and_refuses_clearly(engine, tmp_path):
+    from webui.engine.image_files import read_infotext
+    from webui.ui.context import UiContext
+    from webui.ui.extras_tab import SOURCES, run
+
+    ctx = UiContext(engine)
+    src = Image.new("RGB", (32, 24), (10, 200, 30))
+    src.info["parameters"] = "a cat\nSteps: 2, Sampler: Euler, Seed: 3"
+    controls = dict(scale_tab=0, by=2, to_w=64, to_h=64, crop=True, up1="Lanczos", up2="None", up2_vis=0,
+                    gfpgan=0, codeformer=0, codeformer_weight=0)
+    images, message = run(ctx, SOURCES[0], src, None, "", *controls.values())
+    assert images[0].size == (64, 48) and "ls-ok" in message
+    saved = sorted((engine.settings.outputs_path / "extras-images").rglob("*.png"))
+    assert len(saved) == 1 and Image.open(saved[0]).size == (64, 48)
+    assert read_infotext(saved[0]) == ("a cat\nSteps: 2, Sampler: Euler, Seed: 3, Postprocess upscale by: 2, "
+                                       "Postprocess upscaler: Lanczos")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("b.png", "a.png"):
+        src.save(folder / name)
+    (folder / "notes.txt").write_text("x")
+    images, message = run(ctx, SOURCES[2], None, None, str(folder), *dict(controls, scale_tab=1).values())
+    assert [im.size for im in images] == [(64, 64), (64, 64)] and "2 image(s)" in message
+    assert sorted(p.name.split("-", 1)[1] for p in (engine.settings.outputs_path / "extras-images").rglob("*.png")) \
+        == ["a.png", "b.png", "extras.png"]  # each keeps its input's name
+    _, message = run(ctx, SOURCES[0], src, None, "", *dict(controls, gfpgan=0.5).values())
+    assert "ls-error" in message and "models/GFPGAN" in message
+    engine.settings.lock_folders = True
+    try:
+        _, message = run(ctx, SOURCES[2], None, None, str(folder), *controls.values())
+        assert "ls-error" in message and "--listen" in message
+    finally:
+        engine.settings.lock_folders = False

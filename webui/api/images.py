@@ -1,6 +1,6 @@
 """Images in and out of the API: base64 decoding with clear errors (and size limits checked before any pixel is
-decoded), PNG encoding with the infotext embedded, transparency flattened like A1111's img2img, and the plain
-upscalers of the Extras endpoints. Inpainting itself is the engine's (webui/engine/inpaint.py). Pure Pillow."""
+decoded), PNG encoding with the infotext embedded, and transparency flattened like A1111's img2img. Inpainting and
+the Extras upscalers are the engine's (webui/engine/inpaint.py, extras.py). Pure Pillow."""
 from __future__ import annotations
 
 import base64
@@ -16,7 +16,6 @@ MAX_INPUT_PIXELS = 8192 * 8192  # decoded input images; bigger is refused before
 # Each side too: a 1 x 60,000,000 PNG is under the pixel cap but resizing it needs a filter table per output pixel
 # as long as the image (MemoryError, +1.3 GB). 16384 is the largest side WebP allows and well past any real input.
 MAX_INPUT_SIDE = 16384
-MAX_OUTPUT_SIDE = 8192  # extras upscaling
 IMG2IMG_BACKGROUND = (255, 255, 255)  # A1111 img2img_background_color default: transparent areas become white
 
 
@@ -91,36 +90,3 @@ def flatten(image: Image.Image, background=IMG2IMG_BACKGROUND) -> Image.Image:
         base.alpha_composite(rgba)
         return base.convert("RGB")
     return image.convert("RGB")
-
-
-# ---- Extras upscaling ----------------------------------------------------------------------------------------
-
-UPSCALERS = {"None": None, "Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
-
-
-def upscaler_filter(name: str | None, field: str):
-    key = "None" if name in (None, "", "None", "none") else name
-    for known, flt in UPSCALERS.items():
-        if known.lower() == str(key).lower():
-            return known, flt
-    raise ApiError(404, f"{field}: upscaler {name!r} not found. Available upscalers: {', '.join(UPSCALERS)}")
-
-
-def upscale(image: Image.Image, resample, mode: int, factor: float, width: int, height: int, crop: bool) -> Image.Image:
-    """A1111 Extras geometry: mode 0 scales by `factor`; mode 1 scales to cover width x height and, with `crop`,
-    cuts the centre to exactly that size."""
-    field = "upscaling_resize" if mode != 1 else "upscaling_resize_w/upscaling_resize_h"
-    if mode == 1:
-        factor = max(width / image.width, height / image.height)
-    scaled_w, scaled_h = image.width * factor, image.height * factor  # inf for a factor like 1e308
-    if not max(scaled_w, scaled_h) < MAX_OUTPUT_SIDE + 1:
-        raise ApiError(422, f"{field}: upscaled size {scaled_w:.0f}x{scaled_h:.0f} is out of range "
-                            f"(1..{MAX_OUTPUT_SIDE} per side)")
-    new_w, new_h = round(scaled_w), round(scaled_h)
-    if new_w < 1 or new_h < 1 or max(new_w, new_h) > MAX_OUTPUT_SIDE:
-        raise ApiError(422, f"{field}: upscaled size {new_w}x{new_h} is out of range (1..{MAX_OUTPUT_SIDE} per side)")
-    out = image.resize((new_w, new_h), resample) if (new_w, new_h) != image.size else image.copy()
-    if mode == 1 and crop and out.size != (width, height):
-        left, top = (out.width - width) // 2, (out.height - height) // 2
-        out = out.crop((left, top, left + width, top + height))
-    return out

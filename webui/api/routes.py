@@ -12,15 +12,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from PIL import Image
 
 from webui.api import registries, schemas, translate
 from webui.api.errors import ApiError, ApiRoute
-from webui.api.images import decode_image, encode_png, image_text_items, upscale, upscaler_filter
+from webui.api.images import decode_image, encode_png, image_text_items
 from webui.api.options import ApiOptions
 from webui.auth import credentials_match
 from webui.engine.infotext import parse_infotext
-from webui.engine import LATENT_MODES
+from webui.engine import LATENT_MODES, ExtrasRequest
 from webui.engine.samplers import SAMPLERS, schedule_names
 
 log = logging.getLogger(__name__)
@@ -264,48 +263,32 @@ class SdApi:
         return {"info": info, "items": items, "parameters": parse_infotext(info)}
 
     def extra_single_image(self, body: schemas.ExtrasSingleImageRequest) -> dict:
-        image = decode_image(body.image, "image")
-        out, html = self._extras(body, image)
-        return {"html_info": html, "image": out if body.show_extras_results else None}
+        result = self._extras(body, [decode_image(body.image, "image")], [""])
+        return {"html_info": _html(result.post), "image": self._encoded(result)[0] if body.show_extras_results
+                else None}
 
     def extra_batch_images(self, body: schemas.ExtrasBatchImagesRequest) -> dict:
         if not body.imageList:
             raise ApiError(422, "imageList: no images given")
         images = [decode_image(f.data, f"imageList[{i}].data") for i, f in enumerate(body.imageList)]
-        outs, html = [], ""
-        for image in images:
-            out, html = self._extras(body, image)
-            outs.append(out)
-        return {"html_info": html, "images": outs if body.show_extras_results else []}
+        result = self._extras(body, images, [f.name for f in body.imageList])
+        return {"html_info": _html(result.post), "images": self._encoded(result) if body.show_extras_results
+                else []}
 
-    def _extras(self, body: schemas.ExtrasBase, image) -> tuple[str, str]:
-        if body.gfpgan_visibility > 0:
-            raise ApiError(422, f"gfpgan_visibility={body.gfpgan_visibility} is not supported: no face restorers "
-                                f"are installed")
-        if body.codeformer_visibility > 0:
-            raise ApiError(422, f"codeformer_visibility={body.codeformer_visibility} is not supported: no face "
-                                f"restorers are installed")
-        name1, f1 = upscaler_filter(body.upscaler_1, "upscaler_1")
-        name2, f2 = upscaler_filter(body.upscaler_2, "upscaler_2")
-        info, _ = image_text_items(image)
-        src = image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA") else "RGB")
-        args = (body.resize_mode, body.upscaling_resize, body.upscaling_resize_w, body.upscaling_resize_h,
-                body.upscaling_crop)
-        out, done = src, []
-        if f1 is not None:
-            out = upscale(src, f1, *args)
-            done.append(f"Postprocess upscaler: {name1}")
-            if f2 is not None and body.extras_upscaler_2_visibility > 0:
-                second = upscale(src, f2, *args)
-                out = Image.blend(out, second.convert(out.mode), body.extras_upscaler_2_visibility)
-                done.append(f"Postprocess upscaler 2: {name2}")
-            if body.resize_mode == 0:
-                done.insert(0, f"Postprocess upscale by: {body.upscaling_resize:g}")
-            else:
-                done.insert(0, f"Postprocess upscale to: {body.upscaling_resize_w}x{body.upscaling_resize_h}")
-        post = ", ".join(done)
-        extra = {"postprocessing": post} if post else None
-        return encode_png(out, info or None, extra), f"<p>{post}</p>" if post else ""
+    def _extras(self, body: schemas.ExtrasBase, images: list, names: list[str]):
+        fields = body.model_dump(include=set(ExtrasRequest.__dataclass_fields__) - {"images", "names"})
+        return self.engine.extras(ExtrasRequest(images=images, names=names, save_images=self.options.always_save,
+                                                **fields))
+
+    @staticmethod
+    def _encoded(result) -> list[str]:
+        """As A1111 answers: each image with its own infotext, and the postprocessing in a text chunk of its own."""
+        extra = {"postprocessing": result.post} if result.post else None
+        return [encode_png(image, source or None, extra) for image, source in zip(result.images, result.sources)]
+
+
+def _html(post: str) -> str:
+    return f"<p>{post}</p>" if post else ""
 
 
 def _ram() -> dict:

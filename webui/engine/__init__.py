@@ -14,6 +14,7 @@ _EXPORTS = {
     "EngineAPI": "webui.engine.protocol",
     "GenerationRequest": "webui.engine.requests", "GenerationResult": "webui.engine.requests",
     "RESIZE_MODES": "webui.engine.requests",
+    "ExtrasRequest": "webui.engine.extras", "ExtrasResult": "webui.engine.extras",
     "JobPlan": "webui.engine.plan", "Job": "webui.engine.jobs", "JobState": "webui.engine.jobs",
     "Hooks": "webui.engine.hooks", "ImageContext": "webui.engine.hooks", "HOOK_KINDS": "webui.engine.hooks",
     "MASKED_CONTENT": "webui.engine.inpaint", "LATENT_MODES": "webui.engine.hires",

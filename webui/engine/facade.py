@@ -12,7 +12,9 @@ from pathlib import Path
 from webui.engine.checkpoints.loader import CheckpointLoadError, LoadedModel
 from webui.engine.checkpoints.manager import ModelManager
 from webui.engine.checkpoints.registry import CheckpointInfo, CheckpointRegistry, HashCache
+from webui.engine import extras
 from webui.engine.device import DeviceConfig, select_device
+from webui.engine.extras import ExtrasRequest, ExtrasResult
 from webui.engine.generation import prompt_encoder
 from webui.engine.hooks import Hooks
 from webui.engine.jobs import Job, JobQueue
@@ -184,6 +186,12 @@ class Engine:
     def queue_length(self) -> int:
         """Jobs waiting (not counting the running one)."""
         return self.queue.waiting
+
+    def extras(self, request: ExtrasRequest) -> ExtrasResult:
+        """A1111's Extras (upscale finished images), through the queue; saved in outputs/extras-images/."""
+        extras.check(request)
+        save = lambda image, info, name: self.outputs.save(image, info, name, "extras")  # noqa: E731
+        return self.queue.run("extras", lambda state: extras.run(request, save))
 
     def update_settings(self, changes: dict) -> list[str]:
         """The one way to change settings while running (Settings tab, POST /sdapi/v1/options): checked against

@@ -23,7 +23,9 @@ class OutputWriter:
         day = day or _dt.date.today()
         return self.root / f"{mode}-images" / day.isoformat()
 
-    def save(self, image: Image.Image, infotext: str, seed: int, mode: str = "txt2img", folder: Path | None = None) -> Path:
+    def save(self, image: Image.Image, infotext: str, seed: int | str, mode: str = "txt2img",
+             folder: Path | None = None) -> Path:
+        """NNNNN-<seed>.png (Extras: NNNNN-<the input's name>.png) in the mode's folder for today."""
         folder = Path(folder) if folder else self.folder(mode)
         with self._lock:  # numbering and writing happen together so two jobs never take the same number
             folder.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui.ui import (extensions_tab, header as header_mod, history_tab, img2img, lora_tab, models_tab, pnginfo_tab,
-                      settings_tab, styles_tab, txt2img, wildcards_tab)
+from webui.ui import (extensions_tab, extras_tab, header as header_mod, history_tab, img2img, lora_tab, models_tab,
+                      pnginfo_tab, settings_tab, styles_tab, txt2img, wildcards_tab)
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel, record_image
 
@@ -84,6 +84,7 @@ def build_ui(ctx: UiContext) -> gr.Blocks:
             wildcards_tab.build(ctx, panels)
             target = lora_tab.build(ctx, panels)
             models_tab.build(ctx, header)
+            extras_tab.build(ctx)
             pnginfo_tab.build(ctx, panels, tabs)
             history_tab.build(ctx, panels, tabs)
             extensions_tab.build_extension_tabs(ctx)
