@@ -50,11 +50,12 @@ os.chdir(APP_DIR)
 print("app folder:", APP_DIR)
 """)
 code("""
-# Install: everything in requirements.txt except torch, so the runtime's own CUDA torch is kept.
+# Install: everything in requirements.txt except torch and torchvision, so the runtime's own CUDA pair is kept.
 import importlib.util
-reqs = [l.strip() for l in open("requirements.txt") if l.strip() and not l.startswith("#") and not l.startswith("torch==")]
+pinned = [l.split("#")[0].strip() for l in open("requirements.txt") if l.strip() and not l.startswith("#")]
+reqs = [r for r in pinned if not r.startswith(("torch==", "torchvision=="))]
 if importlib.util.find_spec("torch") is None:
-    reqs.insert(0, "torch==2.13.0")  # no torch at all: install the pinned one
+    reqs[:0] = [r for r in pinned if r.startswith(("torch==", "torchvision=="))]  # no torch at all: the pinned pair
 if TEST_MODE:
     print("test mode: not installing (the test environment has the requirements)")
 else:

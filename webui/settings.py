@@ -29,6 +29,7 @@ class Settings:
     ckpt_dirs: list[Path] = field(default_factory=list)
     vae_dirs: list[Path] = field(default_factory=list)
     lora_dirs: list[Path] = field(default_factory=list)
+    upscaler_dirs: list[Path] = field(default_factory=list)
     embeddings_dir: Path | None = None
     outputs_dir: Path | None = None
     # device and memory
@@ -54,6 +55,8 @@ class Settings:
     api_always_save: bool = False  # save API images even when the request says save_images=false
     max_combinations: int = 100  # wildcard combinatorial mode: at most this many images
     preview_every: int = 5  # live preview every N steps (0 = off); a cheap latent -> RGB map
+    upscaler_tile: int = 192  # model upscalers run in tiles of this many pixels (0 = whole image), A1111's ESRGAN_tile
+    upscaler_tile_overlap: int = 8
     # who may change settings while running (from flags, never from the file): --freeze-settings freezes all;
     # folders are also locked when the server is reachable from other machines or with --hide-ui-dir-config
     freeze_settings: bool = False
@@ -75,6 +78,11 @@ class Settings:
     @property
     def lora_search_dirs(self) -> list[Path]:
         return [self.models_root / "Lora", self.models_root / "LyCORIS", *map(Path, self.lora_dirs)]
+
+    @property
+    def upscaler_search_dirs(self) -> list[Path]:
+        return [self.models_root / d for d in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT")] + \
+            [*map(Path, self.upscaler_dirs)]
 
     @property
     def embeddings_path(self) -> Path:
@@ -175,7 +183,7 @@ def _outputs_dir(name: str, value, settings: "Settings") -> Path | None:
     # never the data folder, home or a parent of them; never in or above a model folder or the app's cache
     holders = [Path(settings.data_dir), Path.home()]
     private = [settings.models_root, settings.embeddings_path, settings.cache_path, *settings.checkpoint_dirs,
-               *settings.lora_search_dirs, *settings.vae_search_dirs]
+               *settings.lora_search_dirs, *settings.vae_search_dirs, *settings.upscaler_search_dirs]
     for folder in [f.resolve() for f in holders + private]:
         if real == folder or real in folder.parents:
             raise SettingError(f"{name}: {path} would expose {folder}; choose a folder of its own for images")
@@ -201,6 +209,8 @@ RULES = {
     "preview_every": _int(0, 1000),
     "max_combinations": _int(1, 100000),
     "api_always_save": _bool,
+    "upscaler_tile": _int(0, 4096),
+    "upscaler_tile_overlap": _int(0, 512),
 }
 EDITABLE = tuple(RULES)
 FOLDER_SETTINGS = ("outputs_dir",)

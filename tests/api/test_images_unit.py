@@ -81,16 +81,18 @@ def test_overlay_pastes_the_crop_back_and_keeps_the_outside():
 
 def test_upscale_geometry():
     from webui.engine.extras import ExtrasRequest, resize
+    from webui.engine.postprocess.upscalers import UpscalerLibrary
     from webui.engine.requests import RequestError
 
     img = pattern_image(30)
+    builtin = UpscalerLibrary([])  # None, Lanczos, Nearest
 
     def geometry(**fields):
         return ExtrasRequest(images=[img], **fields)
 
-    assert resize(img, "Lanczos", geometry(upscaling_resize=2.5)).size == (75, 75)
-    assert resize(img, "Lanczos", geometry(resize_mode=1, upscaling_resize_w=64, upscaling_resize_h=32)).size == (64, 32)
+    assert resize(img, "Lanczos", geometry(upscaling_resize=2.5), builtin).size == (75, 75)
+    assert resize(img, "Lanczos", geometry(resize_mode=1, upscaling_resize_w=64, upscaling_resize_h=32), builtin).size == (64, 32)
     assert resize(img, "Lanczos", geometry(resize_mode=1, upscaling_resize_w=64, upscaling_resize_h=32,
-                                           upscaling_crop=False)).size == (64, 64)
+                                           upscaling_crop=False), builtin).size == (64, 64)
     with pytest.raises(RequestError):
-        resize(img, "Lanczos", geometry(upscaling_resize=1000))
+        resize(img, "Lanczos", geometry(upscaling_resize=1000), builtin)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -187,8 +188,8 @@ class SdApi:
         return out
 
     def upscalers(self) -> list[dict]:
-        return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
-                for n in ("None", "Lanczos", "Nearest")]
+        self.engine.list_upscalers(refresh=True)  # a folder scan: files added since start are listed
+        return self.engine.upscaler_items()
 
     def latent_upscale_modes(self) -> list[dict]:
         return [{"name": name} for name in LATENT_MODES]
@@ -214,7 +215,9 @@ class SdApi:
         return []
 
     def realesrgan_models(self) -> list[dict]:
-        return []
+        """A1111 lists the Real-ESRGAN models it has: those of models/RealESRGAN."""
+        return [{"name": item["name"], "path": item["model_path"], "scale": item["scale"]}
+                for item in self.engine.upscaler_items() if "RealESRGAN" in Path(item["model_path"] or "").parts]
 
     def prompt_styles(self) -> list[dict]:
         return registries.styles(self.engine)

@@ -17,8 +17,7 @@ _EXPORTS = {
     "ExtrasRequest": "webui.engine.extras", "ExtrasResult": "webui.engine.extras",
     "JobPlan": "webui.engine.plan", "Job": "webui.engine.jobs", "JobState": "webui.engine.jobs",
     "Hooks": "webui.engine.hooks", "ImageContext": "webui.engine.hooks", "HOOK_KINDS": "webui.engine.hooks",
-    "MASKED_CONTENT": "webui.engine.inpaint", "LATENT_MODES": "webui.engine.hires",
-    "PIXEL_UPSCALERS": "webui.engine.hires", "inspect_checkpoint": "webui.engine.checkpoints.loader",
+    "MASKED_CONTENT": "webui.engine.inpaint", "LATENT_MODES": "webui.engine.hires", "inspect_checkpoint": "webui.engine.checkpoints.loader",
     "merge_prompts": "webui.engine.prompts.styles",
     # errors: every one is an EngineError; RequestError means bad input (a 4xx), NotFoundError names a missing thing
     "EngineError": "webui.engine.errors", "RequestError": "webui.engine.requests",

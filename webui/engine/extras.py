@@ -8,9 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from webui.engine.hires import PIXEL_UPSCALERS
 from webui.engine.image_files import read_infotext
-from webui.engine.requests import NotFoundError, RequestError
+from webui.engine.postprocess.upscalers import BUILTIN
+from webui.engine.requests import RequestError
 
 MAX_OUTPUT_SIDE = 8192
 FACE_FOLDERS = "models/GFPGAN or models/Codeformer"
@@ -44,21 +44,12 @@ class ExtrasResult:
     paths: list[Path] = field(default_factory=list)
 
 
-def upscaler(name: str | None, field_name: str) -> str:
-    key = "None" if name in (None, "", "none") else str(name)
-    for known in PIXEL_UPSCALERS:
-        if known.lower() == key.lower():
-            return known
-    raise NotFoundError(f"{field_name}: upscaler {name!r} not found. Available upscalers: "
-                        f"{', '.join(PIXEL_UPSCALERS)}")
-
-
-def check(req: ExtrasRequest) -> None:
+def check(req: ExtrasRequest, upscalers) -> None:
     """Before the queue: names, ranges, and no face restoration without a model (never a silent no-op)."""
     if not req.images:
         raise RequestError("images: no images given")
-    upscaler(req.upscaler_1, "upscaler_1")
-    upscaler(req.upscaler_2, "upscaler_2")
+    upscalers.resolve(req.upscaler_1, "upscaler_1")
+    upscalers.resolve(req.upscaler_2, "upscaler_2")
     for name in ("gfpgan_visibility", "codeformer_visibility"):
         if getattr(req, name) > 0:
             raise RequestError(f"{name}={getattr(req, name)}: no face restoration model is installed (put one in "
@@ -67,13 +58,14 @@ def check(req: ExtrasRequest) -> None:
         raise RequestError(f"resize_mode must be 0 (scale by) or 1 (scale to) (got {req.resize_mode!r})")
 
 
-def run(req: ExtrasRequest, save) -> ExtrasResult:
-    """Every image through the upscalers; `save(image, infotext, name) -> path` when the request saves."""
-    first, second = upscaler(req.upscaler_1, "upscaler_1"), upscaler(req.upscaler_2, "upscaler_2")
+def run(req: ExtrasRequest, save, upscalers) -> ExtrasResult:
+    """Every image through the upscalers (an UpscalerLibrary); `save(image, infotext, name) -> path` when the
+    request saves."""
+    first, second = upscalers.resolve(req.upscaler_1, "upscaler_1"), upscalers.resolve(req.upscaler_2, "upscaler_2")
     params = _params(req, first, second)
     result = ExtrasResult(post=", ".join(f"{k}: {v}" for k, v in params.items()))
     for index, image in enumerate(req.images):
-        out = process(image, req, first, second)
+        out = process(image, req, first, second, upscalers)
         source = read_infotext(image) or ""
         info = _with_post(source, result.post)
         if req.save_images:
@@ -85,17 +77,18 @@ def run(req: ExtrasRequest, save) -> ExtrasResult:
     return result
 
 
-def process(image: Image.Image, req: ExtrasRequest, first: str, second: str) -> Image.Image:
+def process(image: Image.Image, req: ExtrasRequest, first: str, second: str, upscalers) -> Image.Image:
     source = image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA") else "RGB")
     if first == "None" and second == "None":
         return source
-    out = resize(source, first, req)
+    out = resize(source, first, req, upscalers)
     if second != "None" and req.extras_upscaler_2_visibility > 0:
-        out = Image.blend(out, resize(source, second, req).convert(out.mode), req.extras_upscaler_2_visibility)
+        out = Image.blend(out, resize(source, second, req, upscalers).convert(out.mode),
+                          req.extras_upscaler_2_visibility)
     return out
 
 
-def resize(image: Image.Image, name: str, req: ExtrasRequest) -> Image.Image:
+def resize(image: Image.Image, name: str, req: ExtrasRequest, upscalers) -> Image.Image:
     """A1111's Extras geometry: scale by a factor, or cover width x height and (crop) cut the centre to it."""
     field_name = "upscaling_resize" if req.resize_mode == 0 else "upscaling_resize_w/upscaling_resize_h"
     factor = req.upscaling_resize
@@ -106,7 +99,13 @@ def resize(image: Image.Image, name: str, req: ExtrasRequest) -> Image.Image:
         raise RequestError(f"{field_name}: upscaled size {scaled_w:.0f}x{scaled_h:.0f} is out of range "
                            f"(1..{MAX_OUTPUT_SIDE} per side)")
     size = (round(scaled_w), round(scaled_h))
-    out = image.resize(size, PIXEL_UPSCALERS[name]) if size != image.size else image.copy()
+    if size == image.size:
+        out = image.copy()
+    elif image.mode == "RGBA" and name not in BUILTIN:  # models see RGB; the alpha is resized alongside
+        out = upscalers.upscale(image.convert("RGB"), name, *size)
+        out.putalpha(image.getchannel("A").resize(size, Image.LANCZOS))
+    else:
+        out = upscalers.upscale(image, name, *size)
     w, h = req.upscaling_resize_w, req.upscaling_resize_h
     if req.resize_mode == 1 and req.upscaling_crop and out.size != (w, h):
         left, top = (out.width - w) // 2, (out.height - h) // 2

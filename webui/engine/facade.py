@@ -21,6 +21,7 @@ from webui.engine.jobs import Job, JobQueue
 from webui.engine.networks import NetworkManager
 from webui.engine.outputs import OutputWriter
 from webui.engine.plan import JobPlan, Planner
+from webui.engine.postprocess.upscalers import UpscalerLibrary
 from webui.engine.prompts.encoder import PromptEncoder
 from webui.engine.prompts.prepare import longest_count
 from webui.engine.prompts.styles import StyleStore
@@ -59,7 +60,10 @@ class Engine:
         self.styles = StyleStore(settings.styles_file)
         self.wildcards = WildcardExpander(settings.wildcards_path, max_combinations=settings.max_combinations)
         self.networks = NetworkManager(settings, self.hashes)  # LoRA, embeddings, VAE
-        self.planner = Planner(settings, self.models, self.styles, self.wildcards, self.networks, self.hooks)
+        self.upscalers = UpscalerLibrary(settings.upscaler_search_dirs, self.device, settings.upscaler_tile,
+                                         settings.upscaler_tile_overlap)
+        self.planner = Planner(settings, self.models, self.styles, self.wildcards, self.networks, self.hooks,
+                               self.upscalers)
         self.checkpoints.refresh()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
@@ -187,11 +191,23 @@ class Engine:
         """Jobs waiting (not counting the running one)."""
         return self.queue.waiting
 
+    def list_upscalers(self, refresh: bool = False) -> list[str]:
+        """Upscaler names: None, Lanczos, Nearest, then the model files of the upscaler folders."""
+        if refresh:
+            self.upscalers.refresh()
+        return self.upscalers.names()
+
+    def upscaler_items(self) -> list[dict]:
+        """/sdapi/v1/upscalers items (a model's scale read from its weights)."""
+        return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
+                for n in ("None", "Lanczos", "Nearest")] + \
+            [info.as_api(info.scale_from_name) for info in self.upscalers.models()]
+
     def extras(self, request: ExtrasRequest) -> ExtrasResult:
         """A1111's Extras (upscale finished images), through the queue; saved in outputs/extras-images/."""
-        extras.check(request)
+        extras.check(request, self.upscalers)
         save = lambda image, info, name: self.outputs.save(image, info, name, "extras")  # noqa: E731
-        return self.queue.run("extras", lambda state: extras.run(request, save))
+        return self.queue.run("extras", lambda state: extras.run(request, save, self.upscalers))
 
     def update_settings(self, changes: dict) -> list[str]:
         """The one way to change settings while running (Settings tab, POST /sdapi/v1/options): checked against
@@ -201,6 +217,7 @@ class Engine:
         self.planner.settings = self.settings
         self.models.set_cache_size(self.settings.checkpoint_cache_size)
         self.wildcards.max_combinations = self.settings.max_combinations
+        self.upscalers.tile, self.upscalers.overlap = self.settings.upscaler_tile, self.settings.upscaler_tile_overlap
         return restart
 
     def request_defaults(self, **fields) -> GenerationRequest:

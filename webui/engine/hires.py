@@ -24,15 +24,13 @@ LATENT_MODES = {
     "Latent (nearest)": ("nearest", False),
     "Latent (nearest-exact)": ("nearest-exact", False),
 }
-# Pixel upscalers without a model ("None" is a plain resize, as in A1111)
-PIXEL_UPSCALERS = {"None": Image.LANCZOS, "Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
 SAME = ("", "Use same sampler", "Use same scheduler", "Use same checkpoint")
 
 
 @dataclass
 class HiresPlan:
     """The second pass, resolved when the job is planned (the target size waits for the model's native size)."""
-    upscaler: str  # a LATENT_MODES or PIXEL_UPSCALERS name
+    upscaler: str  # a LATENT_MODES name, or an upscaler of the UpscalerLibrary (pixels)
     steps: int  # the second pass's sampling steps (A1111: 0 = the first pass's)
     sampler: SamplerChoice
     cfg_scale: float
@@ -43,13 +41,18 @@ class HiresPlan:
         return self.upscaler in LATENT_MODES
 
 
-def upscaler_name(name: str | None) -> str:
-    """A1111's hires upscaler name, case-insensitively; RequestError naming the ones there are."""
+def upscaler_name(name: str | None, upscalers) -> str:
+    """A1111's hires upscaler name, case-insensitively: a latent mode or one of `upscalers` (an UpscalerLibrary);
+    RequestError naming the ones there are."""
     wanted = (name or "Latent").strip()
-    for known in (*LATENT_MODES, *PIXEL_UPSCALERS):
+    for known in LATENT_MODES:
         if known.lower() == wanted.lower():
             return known
-    raise RequestError(f"hr_upscaler: {name!r} not found. Available: {', '.join([*LATENT_MODES, *PIXEL_UPSCALERS])}")
+    try:
+        return upscalers.resolve(wanted, "hr_upscaler")
+    except RequestError:
+        raise RequestError(f"hr_upscaler: {name!r} not found. Available: "
+                           f"{', '.join([*LATENT_MODES, *upscalers.names()])}") from None
 
 
 def same(value: str | None) -> bool:
@@ -92,10 +95,6 @@ def check_fields(req: GenerationRequest) -> None:
 def upscale_latents(latents: torch.Tensor, mode: str, width: int, height: int) -> torch.Tensor:
     interpolation, antialias = LATENT_MODES[mode]
     return F.interpolate(latents, size=(height // 8, width // 8), mode=interpolation, antialias=antialias)
-
-
-def upscale_images(images: list[Image.Image], name: str, width: int, height: int) -> list[Image.Image]:
-    return [im.resize((width, height), PIXEL_UPSCALERS[name]) for im in images]
 
 
 def infotext_params(req: GenerationRequest, hires: HiresPlan, first_sampler: SamplerChoice) -> dict:

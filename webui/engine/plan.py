@@ -53,9 +53,9 @@ class JobPlan:
 class Planner:
     """Turns requests into plans with the engine's registries (passed in, never looked up)."""
 
-    def __init__(self, settings, models, styles, wildcards, networks, hooks):
+    def __init__(self, settings, models, styles, wildcards, networks, hooks, upscalers):
         self.settings, self.models, self.styles = settings, models, styles
-        self.wildcards, self.networks, self.hooks = wildcards, networks, hooks
+        self.wildcards, self.networks, self.hooks, self.upscalers = wildcards, networks, hooks, upscalers
 
     def plan(self, request: GenerationRequest) -> JobPlan:
         req = self.hooks.transform_request(replace(request))  # hooks change a copy, never the caller's request
@@ -88,7 +88,7 @@ class Planner:
             second = resolve(req.hr_sampler_name if not hires_mod.same(req.hr_sampler_name) else req.sampler_name,
                              req.hr_scheduler if not hires_mod.same(req.hr_scheduler) else req.scheduler,
                              self.settings.default_sampler)
-        plan = HiresPlan(hires_mod.upscaler_name(req.hr_upscaler), req.hr_second_pass_steps or req.steps, second,
+        plan = HiresPlan(hires_mod.upscaler_name(req.hr_upscaler, self.upscalers), req.hr_second_pass_steps or req.steps, second,
                          req.cfg_scale if req.hr_cfg is None else float(req.hr_cfg), req.denoising_strength)
         if not (req.hr_prompt or req.hr_negative_prompt):
             return plan, None

@@ -157,7 +157,8 @@ class GenerationJob:
             start = dict(init_latents=hires_mod.upscale_latents(work.latents, hires.upscaler, spec.width, spec.height))
         else:
             images = decode_latents(self.model, work.latents, self.engine.device, warnings=self.result.warnings)
-            start = dict(init_images=hires_mod.upscale_images(images, hires.upscaler, spec.width, spec.height))
+            upscale = self.engine.upscalers.upscale
+            start = dict(init_images=[upscale(im, hires.upscaler, spec.width, spec.height) for im in images])
         second = replace(batch, prompts=self.hr_texts[0][work.first:work.first + len(batch.seeds)],
                          negative_prompts=self.hr_texts[1][work.first:work.first + len(batch.seeds)], **start)
         if self.plan.hr_prompts is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from webui.engine import PIXEL_UPSCALERS, EngineError, ExtrasRequest
+from webui.engine import EngineError, ExtrasRequest
 from webui.ui.context import UiContext
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -76,9 +76,9 @@ def build(ctx: UiContext) -> None:
                     to_h = gr.Number(512, precision=0, label="Height", elem_id="extras_upscaling_resize_h")
                     crop = gr.Checkbox(True, label="Crop to fit", elem_id="extras_upscaling_crop")
                 with gr.Row(elem_classes="ls-tight"):
-                    up1 = gr.Dropdown(list(PIXEL_UPSCALERS), value="Lanczos", label="Upscaler 1",
+                    up1 = gr.Dropdown(ctx.engine.list_upscalers(), value="Lanczos", label="Upscaler 1",
                                       elem_id="extras_upscaler_1")
-                    up2 = gr.Dropdown(list(PIXEL_UPSCALERS), value="None", label="Upscaler 2",
+                    up2 = gr.Dropdown(ctx.engine.list_upscalers(), value="None", label="Upscaler 2",
                                       elem_id="extras_upscaler_2")
                     up2_vis = gr.Slider(0, 1, value=0, step=0.01, label="Upscaler 2 visibility",
                                         elem_id="extras_upscaler_2_visibility")

@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from webui.engine import (LATENT_MODES, MASKED_CONTENT, PIXEL_UPSCALERS, RESIZE_MODES, CheckpointLoadError,
+from webui.engine import (LATENT_MODES, MASKED_CONTENT, RESIZE_MODES, CheckpointLoadError,
                           QueueFullError, RequestError, SamplerError)
 from webui.engine.samplers import sampler_names, schedule_names
 from webui.ui.context import UiContext
@@ -215,8 +215,8 @@ class GenerationPanel:
             self.enable_hr = gr.Checkbox(False, label="Hires. fix (upscale, then a second pass)",
                                          elem_id="txt2img_enable_hr")
             with gr.Row(elem_classes="ls-tight"):
-                upscaler = gr.Dropdown([*LATENT_MODES, *PIXEL_UPSCALERS], value="Latent", label="Upscaler",
-                                       elem_id="txt2img_hr_upscaler")
+                upscaler = gr.Dropdown([*LATENT_MODES, *self.ctx.engine.list_upscalers()], value="Latent",
+                                       label="Upscaler", elem_id="txt2img_hr_upscaler")
                 steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps (0: same)",
                                   elem_id="txt2img_hires_steps")
                 self.denoising = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",

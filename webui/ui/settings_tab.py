@@ -79,6 +79,11 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                                   elem_id="settings_cache_size")
                 queue_size = gr.Number(value=s.queue_size, precision=0, label="Queue size (jobs waiting)",
                                        elem_id="settings_queue_size", info="Applies after a restart")
+                with gr.Row(elem_classes="ls-tight"):
+                    tile = gr.Number(value=s.upscaler_tile, precision=0, label="Upscaler tile size (px, 0 = whole)",
+                                     elem_id="settings_upscaler_tile")
+                    overlap = gr.Number(value=s.upscaler_tile_overlap, precision=0, label="Upscaler tile overlap (px)",
+                                        elem_id="settings_upscaler_tile_overlap")
                 save_btn = gr.Button("Save settings", variant="primary", elem_id="settings_save",
                                      interactive=not s.freeze_settings)
                 message = gr.HTML("", elem_id="settings_message", js_on_load=None)
@@ -88,7 +93,8 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
     fields = dict(default_sampler=sampler, default_scheduler=scheduler, default_steps=steps, default_cfg_scale=cfg,
                   max_image_side=max_side, preview_every=preview_every, max_combinations=max_comb,
                   save_images=save_images, api_always_save=api_save, outputs_dir=outputs_dir,
-                  checkpoint_cache_size=cache, queue_size=queue_size)
+                  checkpoint_cache_size=cache, queue_size=queue_size, upscaler_tile=tile,
+                  upscaler_tile_overlap=overlap)
     fields = {k: v for k, v in fields.items() if k in EDITABLE}
 
     def save(*values):

@@ -1,0 +1,1 @@
+"""Post-processing of finished images: upscalers (built-in and spandrel models, tiled)."""
