@@ -3,8 +3,6 @@ against untiled, sizes, a malicious .pth refused without running, a LoRA in the 
 and their use in Extras, hires fix and /sdapi/v1/upscalers."""
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -75,7 +73,7 @@ def test_a_malicious_pth_is_refused_and_nothing_runs(upscaler_engine, tmp_path):
     if os.path.exists(marker):
         os.remove(marker)
     bad = upscaler_engine.settings.upscaler_search_dirs[0] / "4x-Evil.pth"
-    bad.write_bytes(pickle.dumps({"params_ema": RunsCode()}))
+    torch.save({"params_ema": RunsCode()}, bad)  # how a malicious .pth is made: torch's own zip + pickle
     upscaler_engine.list_upscalers(refresh=True)
     with pytest.raises(Exception, match="4x-Evil.pth.*refused"):
         upscaler_engine.upscalers.upscale(picture(), "4x-Evil", 160, 128)

@@ -107,8 +107,8 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
         except pickle.UnpicklingError as exc:
             text = str(exc)
-            if "Weights only load failed" in text or "GLOBAL" in text:  # torch refused it: nothing ran
-                detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+            if "Unsupported global" in text or "GLOBAL" in text:
+                detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln), "")
                 raise _fail(path, "refused: the pickle holds code or objects other than plain tensors "
                                   "(only weights-only pickles are loaded; convert it to .safetensors). "
                                   f"{detail}") from exc
