@@ -87,7 +87,7 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
             from webui.api import mount_api
         except ImportError as exc:
             raise FlagError(f"the REST API is not available in this build ({exc})") from exc
-        mount_api(app, engine, auth=api_auth or None, extensions=extensions)
+        mount_api(app, engine, extensions=extensions)  # the web guard asks for the API log-in, once
     mount_extension_routes(app, extensions)
     origins = [o.strip() for o in (getattr(args, "cors_allow_origins", None) or "").split(",") if o.strip()]
     regex = getattr(args, "cors_allow_origins_regex", None)

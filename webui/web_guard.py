@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+
 from webui.auth import Credentials, LoginThrottle, basic_credentials, credentials_match
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -89,7 +92,7 @@ class WebGuard:
 
     def _refusal(self, scope) -> tuple[int, str, dict] | None:
         """(status, message, headers) when the request must not go on, else None."""
-        headers = _headers(scope)
+        headers = Headers(scope=scope)
         path, method = scope["path"], scope.get("method", "GET")
         for check in (self._foreign_origin, self._body, self._credentials, self._file):
             refusal = check(scope, headers, path, method)
@@ -143,7 +146,7 @@ class WebGuard:
         app = self.config.gradio_app
         if app is None:
             return False
-        cookies = _cookies(headers.get("cookie", ""))
+        cookies = cookie_parser(headers.get("cookie", ""))
         for name in (f"access-token-{app.cookie_id}", f"access-token-unsecure-{app.cookie_id}"):
             if cookies.get(name) in app.tokens:
                 return True
@@ -185,19 +188,6 @@ class _TooLarge(Exception):
 
 def _is_json(kind: str) -> bool:
     return kind == "application/json" or kind.endswith("+json")
-
-
-def _headers(scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-
-
-def _cookies(text: str) -> dict[str, str]:
-    out = {}
-    for part in text.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            out[name] = value
-    return out
 
 
 def _client(scope) -> str:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from webui.engine.requests import GenerationRequest
-from webui.engine.tiling import conv2d_layers, seamless
+from webui.engine.tiling import seamless
 
 
 def small_net() -> torch.nn.Sequential:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from webui.engine.requests import GenerationRequest, RequestError
 from webui.engine.samplers import SamplerChoice

@@ -27,7 +27,6 @@ from webui.engine.resize import resize_image
 from webui.engine.tiling import seamless
 
 if TYPE_CHECKING:
-    from webui.engine.facade import Engine
     from webui.engine.jobs import JobState
     from webui.engine.plan import JobPlan
 
@@ -48,7 +47,9 @@ class BatchWork:
 class GenerationJob:
     STAGES = ("sample", "second_pass", "decode", "overlay", "postprocess", "save")
 
-    def __init__(self, engine: Engine, plan: JobPlan, state: JobState):
+    def __init__(self, engine, plan: JobPlan, state: JobState):
+        """`engine`: the Engine that runs the job (its models, device, networks, upscalers, hooks and outputs; not
+        imported here, since the engine imports this module)."""
         self.engine, self.plan, self.state = engine, plan, state
         self.req = plan.request
 

@@ -23,10 +23,7 @@ from webui.engine.checkpoints import family as fam
 from webui.engine.errors import EngineError
 from webui.engine.requests import NotFoundError
 
-if TYPE_CHECKING:  # the state below is created by these modules, which import this one
-    from webui.engine.networks.embeddings import ModelEmbeddings
-    from webui.engine.networks.lora import ModelLoras
-    from webui.engine.networks.vae import CachedVae
+if TYPE_CHECKING:  # types of the state below (these modules do not import this one)
     from webui.engine.preview import PreviewMap
     from webui.engine.prompts.encoder import PromptEncoder
 
@@ -54,9 +51,10 @@ class LoadedModel:
     # Built on first use and kept here, so they leave the RAM cache together with the model:
     pipelines: dict[str, Any] = field(default_factory=dict)  # diffusers pipelines by kind, sharing `components`
     prompt_encoder: PromptEncoder | None = None  # A1111 prompt encoding over this model's tokenizers/encoders
-    vae_cache: CachedVae | None = None  # the last VAE file loaded for this model (swapping back costs nothing)
-    loras: ModelLoras | None = None  # LoRA adapters loaded into this model (ModelLoras.of)
-    embeddings: ModelEmbeddings | None = None  # textual-inversion vectors in its tokenizers (ModelEmbeddings.of)
+    # the network modules' own state (typed there; they import this module, so it names them only in words):
+    vae_cache: Any = None  # networks.vae.CachedVae: the last VAE file loaded for this model (swapping back is free)
+    loras: Any = None  # networks.lora.ModelLoras: LoRA adapters loaded into this model (ModelLoras.of)
+    embeddings: Any = None  # networks.embeddings.ModelEmbeddings: textual-inversion vectors in its tokenizers
     preview_map: PreviewMap | None = None  # latent -> RGB map for live previews, fitted to the current VAE
 
     @property

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from webui.engine.checkpoints.loader import CheckpointLoadError, CheckpointNotFound, LoadedModel, load_checkpoint
+from webui.engine.checkpoints.loader import CheckpointNotFound, LoadedModel, load_checkpoint
 from webui.engine.checkpoints.registry import CheckpointInfo, CheckpointRegistry
 from webui.engine.device import DeviceConfig
 
