@@ -310,7 +310,9 @@ def test_extensions_tab_and_extension_tab(page):
 
 def test_queue_position_and_full_message(page, app):
     """The app dir sets queue_size 2. API jobs share the queue with the page: while one runs and two wait, Generate
-    says the queue is full; with one waiting, the page shows its position and then runs."""
+    says the queue is full; with one waiting, the page shows its position and then runs. The filler jobs are long
+    and the test waits on /progress for the queue to be in the state it needs, then interrupts them: no timing
+    guess, however slow the machine."""
     import json
     import threading
     import urllib.request
@@ -319,39 +321,53 @@ def test_queue_position_and_full_message(page, app):
     set_number(page, "txt2img_steps", 3)
     set_number(page, "txt2img_batch_count", 1)
     set_seed(page, "txt2img", 6006)
-    body = json.dumps({"prompt": "filler", "steps": 150, "width": 64, "height": 64}).encode()
+    body = json.dumps({"prompt": "filler", "steps": 150, "n_iter": 60, "width": 64, "height": 64}).encode()
+
+    def post(path, data=b"{}"):
+        req = urllib.request.Request(app.url + path, data=data, headers={"Content-Type": "application/json"})
+        return urllib.request.urlopen(req, timeout=300).read()
 
     def call():
-        req = urllib.request.Request(app.url + "/sdapi/v1/txt2img", data=body,
-                                     headers={"Content-Type": "application/json"})
         try:
-            urllib.request.urlopen(req, timeout=120).read()
-        except Exception:  # noqa: BLE001 - an overflow call may be refused
+            post("/sdapi/v1/txt2img", body)
+        except Exception:  # noqa: BLE001 - an interrupted or refused filler is fine
             pass
+
+    def state():
+        progress = json.loads(urllib.request.urlopen(app.url + "/sdapi/v1/progress", timeout=10).read())
+        return progress["state"]
+
+    def wait_until(check, timeout=60):
+        end = time.time() + timeout
+        while not check(state()):
+            assert time.time() < end, json.dumps(state())
+            time.sleep(0.2)
 
     def api_jobs(n):
         threads = [threading.Thread(target=call, daemon=True) for _ in range(n)]
         for t in threads:
             t.start()
-            time.sleep(0.3)
         return threads
 
+    def interrupt_fillers(threads):
+        while any(t.is_alive() for t in threads):
+            post("/sdapi/v1/interrupt")
+            time.sleep(0.3)
+
     threads = api_jobs(3)  # one running, two waiting: full
-    time.sleep(0.5)
+    wait_until(lambda s: s["job"] and s["queued"] == 2)
     page.locator("#txt2img_generate").click()
     status = wait_status(page, "txt2img", r"queue is full", timeout=30_000)
     assert "try again later" in status
     screenshot(page, "txt2img-queue-full")
-    for t in threads:
-        t.join(120)
+    interrupt_fillers(threads)
     threads = api_jobs(1)
-    time.sleep(0.5)
+    wait_until(lambda s: s["job"] and s["queued"] == 0)
     page.locator("#txt2img_generate").click()
     wait_status(page, "txt2img", r"Waiting in queue: position 1", timeout=30_000)
+    interrupt_fillers(threads)
     wait_status(page, "txt2img", r"1 image in", timeout=60_000)
     assert saved_with_seed(app, "txt2img", 6006).exists()
-    for t in threads:
-        t.join(120)
 
 
 def test_auth_asks_for_login_and_api_refuses(browser, tmp_path_factory, tiny_files):
