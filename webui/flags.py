@@ -26,6 +26,10 @@ def add_common_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     g.add_argument("--lora-dir", type=Path, action="append", default=d([]), help="extra LoRA folder")
     g.add_argument("--upscaler-dir", type=Path, action="append", default=d([]),
                    help="extra folder of upscaler models (.pth, .safetensors)")
+    g.add_argument("--gfpgan-models-path", type=Path, action="append", default=d([]),
+                   help="extra folder of GFPGAN face restoration models")
+    g.add_argument("--codeformer-models-path", type=Path, action="append", default=d([]),
+                   help="extra folder of CodeFormer face restoration models")
     g.add_argument("--embeddings-dir", default=d(None), type=Path, help="textual-inversion embeddings folder")
     g.add_argument("--outdir", default=d(None), type=Path, help="outputs folder (default: outputs/)")
     g = p.add_argument_group("device and memory")
@@ -65,7 +69,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
     s, notice = load_user_settings(s)
     changes = dict(
         models_dir=args.models_dir, ckpt_dirs=list(args.ckpt_dir), vae_dirs=list(args.vae_dir),
-        lora_dirs=list(args.lora_dir), upscaler_dirs=list(args.upscaler_dir), embeddings_dir=args.embeddings_dir, device=args.device,
+        lora_dirs=list(args.lora_dir), upscaler_dirs=list(args.upscaler_dir),
+        gfpgan_dirs=list(args.gfpgan_models_path), codeformer_dirs=list(args.codeformer_models_path), embeddings_dir=args.embeddings_dir, device=args.device,
         precision="fp32" if args.no_half else args.precision, xformers=args.xformers, medvram=args.medvram,
         lowvram=args.lowvram, attention_slicing=args.attention_slicing, ckpt=args.ckpt,
     )

@@ -30,6 +30,8 @@ class Settings:
     vae_dirs: list[Path] = field(default_factory=list)
     lora_dirs: list[Path] = field(default_factory=list)
     upscaler_dirs: list[Path] = field(default_factory=list)
+    gfpgan_dirs: list[Path] = field(default_factory=list)
+    codeformer_dirs: list[Path] = field(default_factory=list)
     embeddings_dir: Path | None = None
     outputs_dir: Path | None = None
     # device and memory
@@ -57,6 +59,8 @@ class Settings:
     preview_every: int = 5  # live preview every N steps (0 = off); a cheap latent -> RGB map
     upscaler_tile: int = 192  # model upscalers run in tiles of this many pixels (0 = whole image), A1111's ESRGAN_tile
     upscaler_tile_overlap: int = 8
+    face_restoration_model: str = "CodeFormer"  # what restore_faces uses: CodeFormer, GFPGAN or RestoreFormer
+    code_former_weight: float = 0.5  # CodeFormer's fidelity: 0 = the model's face, 1 = closest to the input
     # who may change settings while running (from flags, never from the file): --freeze-settings freezes all;
     # folders are also locked when the server is reachable from other machines or with --hide-ui-dir-config
     freeze_settings: bool = False
@@ -83,6 +87,12 @@ class Settings:
     def upscaler_search_dirs(self) -> list[Path]:
         return [self.models_root / d for d in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT")] + \
             [*map(Path, self.upscaler_dirs)]
+
+    @property
+    def face_model_dirs(self) -> dict[str, list[Path]]:
+        """Face restorer folders by the kind a file there is unless its name says otherwise."""
+        return {"GFPGAN": [self.models_root / "GFPGAN", *map(Path, self.gfpgan_dirs)],
+                "CodeFormer": [self.models_root / "Codeformer", *map(Path, self.codeformer_dirs)]}
 
     @property
     def embeddings_path(self) -> Path:
@@ -183,7 +193,8 @@ def _outputs_dir(name: str, value, settings: "Settings") -> Path | None:
     # never the data folder, home or a parent of them; never in or above a model folder or the app's cache
     holders = [Path(settings.data_dir), Path.home()]
     private = [settings.models_root, settings.embeddings_path, settings.cache_path, *settings.checkpoint_dirs,
-               *settings.lora_search_dirs, *settings.vae_search_dirs, *settings.upscaler_search_dirs]
+               *settings.lora_search_dirs, *settings.vae_search_dirs, *settings.upscaler_search_dirs,
+               *[f for folders in settings.face_model_dirs.values() for f in folders]]
     for folder in [f.resolve() for f in holders + private]:
         if real == folder or real in folder.parents:
             raise SettingError(f"{name}: {path} would expose {folder}; choose a folder of its own for images")
@@ -211,6 +222,8 @@ RULES = {
     "api_always_save": _bool,
     "upscaler_tile": _int(0, 4096),
     "upscaler_tile_overlap": _int(0, 512),
+    "face_restoration_model": _choice(lambda: ["CodeFormer", "GFPGAN", "RestoreFormer"]),
+    "code_former_weight": _float(0, 1),
 }
 EDITABLE = tuple(RULES)
 FOLDER_SETTINGS = ("outputs_dir",)

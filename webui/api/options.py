@@ -17,7 +17,11 @@ from webui.settings import SettingError, SettingLocked, check_settings
 API_ALWAYS_SAVE = "api_always_save"
 # A1111 option -> our setting (checked by webui.settings' one table)
 SETTINGS = {"samples_save": "save_images", "sd_checkpoints_limit": "checkpoint_cache_size",
+            "ESRGAN_tile": "upscaler_tile", "ESRGAN_tile_overlap": "upscaler_tile_overlap",
+            "face_restoration_model": "face_restoration_model", "code_former_weight": "code_former_weight",
             API_ALWAYS_SAVE: API_ALWAYS_SAVE}
+# Options a generation request may override for itself (override_settings), passed on to the engine's plan
+JOB_OVERRIDES = ("face_restoration_model", "code_former_weight")
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -89,6 +93,9 @@ class ApiOptions:
             "eta_noise_seed_delta": 0,
             "randn_source": "CPU",
             "img2img_background_color": "#ffffff",
+            "ESRGAN_tile": st.upscaler_tile, "ESRGAN_tile_overlap": st.upscaler_tile_overlap,
+            "face_restoration": False, "face_restoration_model": st.face_restoration_model,
+            "code_former_weight": st.code_former_weight,
             API_ALWAYS_SAVE: bool(getattr(st, API_ALWAYS_SAVE, False)),
         }
 
@@ -146,14 +153,16 @@ class ApiOptions:
             raise ApiError(404, f"{key}: VAE {_short(value)} not found ({type(exc).__name__})") from None
 
     def override(self, key: str, value: Any) -> tuple[str, Any] | None:
-        """One override_settings entry of a generation request -> ('checkpoint'|'clip_skip', value), or None when
-        it asks for what is already in effect. 422 naming the key otherwise."""
+        """One override_settings entry of a generation request -> ('checkpoint'|'clip_skip'|'vae'|'job', value),
+        or None when it asks for what is already in effect. 422 naming the key otherwise."""
         if key == "sd_model_checkpoint":
             return ("checkpoint", value) if value else None
         if key == "CLIP_stop_at_last_layers":
             return "clip_skip", _int_range(1, 12)(f"override_settings.{key}", value)
         if key == "sd_vae":
             return "vae", self._vae(value, f"override_settings.{key}")
+        if key in JOB_OVERRIDES:  # the job's own value; the setting stays
+            return "job", self._setting(key, value)
         current = self.snapshot()
         if key in current and value == current[key]:
             return None

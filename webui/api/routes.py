@@ -212,7 +212,7 @@ class SdApi:
         return []
 
     def face_restorers(self) -> list[dict]:
-        return []
+        return [info.as_api() for info in self.engine.face_restorers(refresh=True)]
 
     def realesrgan_models(self) -> list[dict]:
         """A1111 lists the Real-ESRGAN models it has: those of models/RealESRGAN."""

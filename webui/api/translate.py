@@ -33,7 +33,6 @@ def _is(*allowed):
 
 # (field, accepted when, why) -- a request that sets one of these otherwise gets a 422 naming the field
 COMMON_UNSUPPORTED = (
-    ("restore_faces", _off, "face restoration is not available"),
     ("seed_resize_from_h", lambda v: v is None or v <= 0, "seed resize is not available"),
     ("seed_resize_from_w", lambda v: v is None or v <= 0, "seed resize is not available"),
     ("s_churn", _is(0), "sampler parameter overrides are not available"),
@@ -101,6 +100,8 @@ def _pasted(body: GenerationBody) -> dict[str, Any]:
     if any(key.startswith("Hires ") for key in parsed) and "enable_hr" in type(body).model_fields \
             and "enable_hr" not in body.model_fields_set:
         pasted["enable_hr"] = True
+    if parsed.get("Face restoration") and "restore_faces" not in body.model_fields_set:
+        pasted["restore_faces"] = True
     pasted = {k: v for k, v in pasted.items() if k in type(body).model_fields}  # img2img has no hires fields
     if "Clip skip" in parsed and "override_settings" not in body.model_fields_set:
         pasted["override_settings"] = {"CLIP_stop_at_last_layers": parsed["Clip skip"]}
@@ -171,6 +172,7 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Api
         cfg_scale=float(_get(values, "cfg_scale", 7.0)), width=_size(values, "width"), height=_size(values, "height"),
         batch_size=_get(values, "batch_size", 1), n_iter=_get(values, "n_iter", 1), clip_skip=clip_skip,
         eta=values.get("eta"), checkpoint=checkpoint, override_settings=overrides, tiling=bool(values.get("tiling")),
+        restore_faces=bool(values.get("restore_faces")),
         save_images=bool(values.get("save_images")) or options.always_save)
     if mode == "txt2img" and values.get("enable_hr"):
         _hires(request, values)
@@ -197,6 +199,8 @@ def _overrides(engine, options: ApiOptions, values: dict) -> tuple[str | None, s
             checkpoint = value
         elif got[0] == "vae":
             overrides["sd_vae"] = got[1]
+        elif got[0] == "job":
+            overrides[key] = got[1]
         else:
             clip_skip = got[1]
     restore, active = None, engine.active_model()
@@ -275,7 +279,8 @@ def info_json(engine, call: ApiCall, result: GenerationResult) -> str:
         "subseed_strength": req.subseed_strength,
         "width": result.width or req.width, "height": result.height or req.height,
         "sampler_name": params.get("Sampler", req.sampler_name), "cfg_scale": req.cfg_scale, "steps": req.steps,
-        "batch_size": req.batch_size, "restore_faces": False, "face_restoration_model": None,
+        "batch_size": req.batch_size, "restore_faces": req.restore_faces,
+        "face_restoration_model": params.get("Face restoration"),
         "sd_model_name": params.get("Model"), "sd_model_hash": params.get("Model hash"),
         "sd_vae_name": params.get("VAE"), "sd_vae_hash": params.get("VAE hash"), "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": req.denoising_strength if call.mode == "img2img" else None,

@@ -1,6 +1,7 @@
 """A1111's Extras: post-processing of finished images (upscale by a factor or to a size, with a second upscaler
-blended in), for the Extras tab and /sdapi/v1/extra-*-image(s). Results are saved in outputs/extras-images/ with
-"Postprocess ..." keys added to their infotext. Pure Pillow for the built-in upscalers."""
+blended in; then GFPGAN, then CodeFormer, each blended in at its visibility, in A1111's order), for the Extras tab
+and /sdapi/v1/extra-*-image(s). Results are saved in outputs/extras-images/ with "Postprocess ..." (and "GFPGAN
+visibility", "CodeFormer visibility/weight") keys added to their infotext."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from webui.engine.postprocess.upscalers import BUILTIN
 from webui.engine.requests import RequestError
 
 MAX_OUTPUT_SIDE = 8192
-FACE_FOLDERS = "models/GFPGAN or models/Codeformer"
+FACE_FIELDS = (("gfpgan_visibility", "GFPGAN"), ("codeformer_visibility", "CodeFormer"))
 
 
 @dataclass
@@ -44,28 +45,27 @@ class ExtrasResult:
     paths: list[Path] = field(default_factory=list)
 
 
-def check(req: ExtrasRequest, upscalers) -> None:
+def check(req: ExtrasRequest, upscalers, faces) -> None:
     """Before the queue: names, ranges, and no face restoration without a model (never a silent no-op)."""
     if not req.images:
         raise RequestError("images: no images given")
     upscalers.resolve(req.upscaler_1, "upscaler_1")
     upscalers.resolve(req.upscaler_2, "upscaler_2")
-    for name in ("gfpgan_visibility", "codeformer_visibility"):
+    for name, kind in FACE_FIELDS:
         if getattr(req, name) > 0:
-            raise RequestError(f"{name}={getattr(req, name)}: no face restoration model is installed (put one in "
-                               f"{FACE_FOLDERS}; face restoration is not available yet)")
+            faces.check(kind, name)
     if req.resize_mode not in (0, 1):
         raise RequestError(f"resize_mode must be 0 (scale by) or 1 (scale to) (got {req.resize_mode!r})")
 
 
-def run(req: ExtrasRequest, save, upscalers) -> ExtrasResult:
-    """Every image through the upscalers (an UpscalerLibrary); `save(image, infotext, name) -> path` when the
-    request saves."""
+def run(req: ExtrasRequest, save, upscalers, faces) -> ExtrasResult:
+    """Every image through the upscalers (an UpscalerLibrary) and face restorers (FaceRestorers);
+    `save(image, infotext, name) -> path` when the request saves."""
     first, second = upscalers.resolve(req.upscaler_1, "upscaler_1"), upscalers.resolve(req.upscaler_2, "upscaler_2")
     params = _params(req, first, second)
     result = ExtrasResult(post=", ".join(f"{k}: {v}" for k, v in params.items()))
     for index, image in enumerate(req.images):
-        out = process(image, req, first, second, upscalers)
+        out = restore_faces(process(image, req, first, second, upscalers), req, faces)
         source = read_infotext(image) or ""
         info = _with_post(source, result.post)
         if req.save_images:
@@ -86,6 +86,14 @@ def process(image: Image.Image, req: ExtrasRequest, first: str, second: str, ups
         out = Image.blend(out, resize(source, second, req, upscalers).convert(out.mode),
                           req.extras_upscaler_2_visibility)
     return out
+
+
+def restore_faces(image: Image.Image, req: ExtrasRequest, faces) -> Image.Image:
+    for name, kind in FACE_FIELDS:
+        visibility = getattr(req, name)
+        if visibility > 0:
+            image, _ = faces.restore(image, kind, visibility, weight=req.codeformer_weight)
+    return image
 
 
 def resize(image: Image.Image, name: str, req: ExtrasRequest, upscalers) -> Image.Image:
@@ -114,13 +122,18 @@ def resize(image: Image.Image, name: str, req: ExtrasRequest, upscalers) -> Imag
 
 
 def _params(req: ExtrasRequest, first: str, second: str) -> dict:
-    if first == "None":
-        return {}
-    params = ({"Postprocess upscale by": f"{req.upscaling_resize:g}"} if req.resize_mode == 0 else
-              {"Postprocess upscale to": f"{req.upscaling_resize_w}x{req.upscaling_resize_h}"})
-    params["Postprocess upscaler"] = first
-    if second != "None" and req.extras_upscaler_2_visibility > 0:
-        params["Postprocess upscaler 2"] = second
+    params = {}
+    if first != "None":
+        params.update({"Postprocess upscale by": f"{req.upscaling_resize:g}"} if req.resize_mode == 0 else
+                      {"Postprocess upscale to": f"{req.upscaling_resize_w}x{req.upscaling_resize_h}"})
+        params["Postprocess upscaler"] = first
+        if second != "None" and req.extras_upscaler_2_visibility > 0:
+            params["Postprocess upscaler 2"] = second
+    if req.gfpgan_visibility > 0:
+        params["GFPGAN visibility"] = f"{req.gfpgan_visibility:g}"
+    if req.codeformer_visibility > 0:
+        params["CodeFormer visibility"] = f"{req.codeformer_visibility:g}"
+        params["CodeFormer weight"] = f"{req.codeformer_weight:g}"
     return params
 
 

@@ -21,6 +21,7 @@ from webui.engine.jobs import Job, JobQueue
 from webui.engine.networks import NetworkManager
 from webui.engine.outputs import OutputWriter
 from webui.engine.plan import JobPlan, Planner
+from webui.engine.postprocess.face_restore import FaceRestorers
 from webui.engine.postprocess.upscalers import UpscalerLibrary
 from webui.engine.prompts.encoder import PromptEncoder
 from webui.engine.prompts.prepare import longest_count
@@ -62,8 +63,9 @@ class Engine:
         self.networks = NetworkManager(settings, self.hashes)  # LoRA, embeddings, VAE
         self.upscalers = UpscalerLibrary(settings.upscaler_search_dirs, self.device, settings.upscaler_tile,
                                          settings.upscaler_tile_overlap)
+        self.faces = FaceRestorers(settings.face_model_dirs, self.device)
         self.planner = Planner(settings, self.models, self.styles, self.wildcards, self.networks, self.hooks,
-                               self.upscalers)
+                               self.upscalers, self.faces)
         self.checkpoints.refresh()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
@@ -205,9 +207,14 @@ class Engine:
 
     def extras(self, request: ExtrasRequest) -> ExtrasResult:
         """A1111's Extras (upscale finished images), through the queue; saved in outputs/extras-images/."""
-        extras.check(request, self.upscalers)
+        extras.check(request, self.upscalers, self.faces)
         save = lambda image, info, name: self.outputs.save(image, info, name, "extras")  # noqa: E731
-        return self.queue.run("extras", lambda state: extras.run(request, save, self.upscalers))
+        return self.queue.run("extras", lambda state: extras.run(request, save, self.upscalers, self.faces))
+
+    def face_restorers(self, refresh: bool = False) -> list:
+        """The installed face restorers (FaceRestorerInfo: kind and file; `.as_api()` = A1111's item), one per
+        kind: CodeFormer, GFPGAN, RestoreFormer."""
+        return self.faces.refresh() if refresh else self.faces.installed()
 
     def update_settings(self, changes: dict) -> list[str]:
         """The one way to change settings while running (Settings tab, POST /sdapi/v1/options): checked against

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from webui.engine.networks.lora import LoraInfo
 
 
+@dataclass(frozen=True)
+class FacePlan:
+    kind: str  # GFPGAN, CodeFormer or RestoreFormer: an installed one
+    weight: float  # CodeFormer's fidelity (code_former_weight)
+
+
 @dataclass
 class JobPlan:
     request: GenerationRequest  # as the request hooks left it
@@ -35,6 +41,7 @@ class JobPlan:
     hook_params: dict = field(default_factory=dict)  # infotext additions from the extensions' infotext hooks
     hires: HiresPlan | None = None  # the second pass (txt2img with enable_hr)
     hr_prompts: PreparedPrompts | None = None  # its own prompts (hr_prompt / hr_negative_prompt), else the job's
+    faces: FacePlan | None = None  # restore_faces: which restorer, with which CodeFormer weight
 
     @property
     def seeds(self) -> list[int]:
@@ -53,9 +60,10 @@ class JobPlan:
 class Planner:
     """Turns requests into plans with the engine's registries (passed in, never looked up)."""
 
-    def __init__(self, settings, models, styles, wildcards, networks, hooks, upscalers):
+    def __init__(self, settings, models, styles, wildcards, networks, hooks, upscalers, faces):
         self.settings, self.models, self.styles = settings, models, styles
-        self.wildcards, self.networks, self.hooks, self.upscalers = wildcards, networks, hooks, upscalers
+        self.wildcards, self.networks, self.hooks = wildcards, networks, hooks
+        self.upscalers, self.faces = upscalers, faces
 
     def plan(self, request: GenerationRequest) -> JobPlan:
         req = self.hooks.transform_request(replace(request))  # hooks change a copy, never the caller's request
@@ -72,7 +80,17 @@ class Planner:
         subseed = noise.fix_seed(req.subseed)
         return JobPlan(req, "img2img" if req.is_img2img else "txt2img", checkpoint, sampler, prompts,
                        [subseed + i for i in range(len(prompts.seeds))], loras, vae, self.hooks.infotext_params(req),
-                       hires, hr_prompts)
+                       hires, hr_prompts, self._faces(req) if req.restore_faces else None)
+
+    def _faces(self, req: GenerationRequest) -> FacePlan:
+        """A1111's face_restoration_model and code_former_weight, from override_settings or the settings; a model
+        of that kind must be installed (never a silent no-op)."""
+        overrides = req.override_settings or {}
+        kind = overrides.get("face_restoration_model") or self.settings.face_restoration_model
+        weight = overrides.get("code_former_weight", self.settings.code_former_weight)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+            raise RequestError(f"code_former_weight must be a number from 0 to 1 (got {weight!r})")
+        return FacePlan(self.faces.check(kind, "restore_faces"), float(weight))
 
     def _hires(self, req: GenerationRequest, sampler: SamplerChoice,
                prompts: PreparedPrompts) -> tuple[HiresPlan, PreparedPrompts | None]:

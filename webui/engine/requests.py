@@ -114,6 +114,7 @@ class GenerationRequest:
     hr_negative_prompt: str = ""
     hr_checkpoint_name: str | None = None  # None / "Use same checkpoint"
     tiling: bool = False  # seamless: opposite edges continue each other
+    restore_faces: bool = False  # with the face_restoration_model setting (override_settings may name another)
     # what to run on and where it goes
     checkpoint: str | None = None  # title/name; None = the active one
     save_images: bool = True

@@ -1,11 +1,10 @@
 """The worker side of a generation job: a planned job (webui/engine/plan.py) runs `prepare` once, then every batch
 goes through the named stages in order:
 
-    sample -> second_pass (hires fix) -> decode -> overlay (inpainting) -> postprocess (extensions' image hooks)
-    -> save
+    sample -> second_pass (hires fix) -> decode -> restore_faces -> overlay (inpainting) -> postprocess
+    (extensions' image hooks) -> save
 
-A later feature adds a stage to STAGES (face restoration after `decode`, upscaling in `postprocess`), not a branch
-inside one function.
+A later feature adds a stage to STAGES, not a branch inside one function.
 """
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ class BatchWork:
 
 
 class GenerationJob:
-    STAGES = ("sample", "second_pass", "decode", "overlay", "postprocess", "save")
+    STAGES = ("sample", "second_pass", "decode", "restore_faces", "overlay", "postprocess", "save")
 
     def __init__(self, engine, plan: JobPlan, state: JobState):
         """`engine`: the Engine that runs the job (its models, device, networks, upscalers, hooks and outputs; not
@@ -125,6 +124,7 @@ class GenerationJob:
             "Denoising strength": req.denoising_strength if self.inits else None,
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None, "RNG": "CPU",
             "Tiling": True if req.tiling else None,
+            "Face restoration": plan.faces.kind if plan.faces else None,
             **inpaint, "Mask mode": "Inpaint not masked" if self.inpaint and req.inpainting_mask_invert else None,
             **plan.prompts.params, **nets.params, **plan.hook_params, "Version": VERSION,
         }
@@ -176,6 +176,18 @@ class GenerationJob:
         check_latents(work.latents, in_use, self.engine.device.dtype)
         work.images = decode_latents(self.model, work.latents, self.engine.device, in_use=in_use,
                                      warnings=self.result.warnings)
+        return True
+
+    def restore_faces(self, work: BatchWork) -> bool:
+        """restore_faces: every face found, restored by the planned model (as A1111: after the last pass, before
+        the inpainting overlay). An image with no face found stays as it is, with a warning."""
+        faces = self.plan.faces
+        if faces is None:
+            return True
+        for j, image in enumerate(work.images):
+            work.images[j], found = self.engine.faces.restore(image, faces.kind, weight=faces.weight)
+            if not found:
+                self.result.warnings.append(f"restore_faces: no face found in image {work.first + j + 1}")
         return True
 
     def overlay(self, work: BatchWork) -> bool:

@@ -161,8 +161,10 @@ class GenerationPanel:
                 if m == "img2img":
                     self.denoising = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                elem_id="img2img_denoising_strength")
-                self.tiling = gr.Checkbox(False, label="Tiling (seamless: opposite edges continue each other)",
-                                          elem_id=f"{m}_tiling")
+                with gr.Row(elem_classes="ls-tight"):
+                    self.restore_faces = gr.Checkbox(False, label="Restore faces", elem_id=f"{m}_restore_faces")
+                    self.tiling = gr.Checkbox(False, label="Tiling (seamless: opposite edges continue each other)",
+                                              elem_id=f"{m}_tiling")
                 if m == "txt2img":
                     self._build_hires_controls()
                 with gr.Row(elem_classes="ls-seed-row"):
@@ -200,7 +202,7 @@ class GenerationPanel:
             "width": self.width, "height": self.height, "subseed": self.subseed,
             "subseed_strength": self.subseed_strength, "clip_skip": self.clip_skip,
         }
-        self.fields["tiling"] = self.tiling
+        self.fields.update(tiling=self.tiling, restore_faces=self.restore_faces)
         if m == "img2img":
             self.fields["denoising_strength"] = self.denoising
         else:
@@ -274,7 +276,7 @@ class GenerationPanel:
                        self.masked_content, self.inpaint_area, self.padding}
         else:
             inputs |= {self.enable_hr, self.denoising, *self.hires.values()}
-        inputs.add(self.tiling)
+        inputs |= {self.tiling, self.restore_faces}
         outputs = [self.status, self.preview, self.gallery, self.infotext, self.records, self.selected, self.job_id]
         self.generate_events = [
             trigger(self.run, inputs, outputs, show_progress="hidden", concurrency_limit=None,
@@ -338,7 +340,8 @@ class GenerationPanel:
             width=as_int(self.width, DEFAULT_SIZE), height=as_int(self.height, DEFAULT_SIZE),
             batch_size=as_int(self.batch_size, 1), n_iter=as_int(self.n_iter, 1), clip_skip=as_int(self.clip_skip, 1),
         )
-        fields["tiling"] = bool(data.get(self.tiling))  # controls missing from `data` are off
+        # controls missing from `data` are off
+        fields.update(tiling=bool(data.get(self.tiling)), restore_faces=bool(data.get(self.restore_faces)))
         if self.mode == "txt2img" and data.get(self.enable_hr):
             fields.update(enable_hr=True, denoising_strength=float(data[self.denoising]),
                           **{name: data[comp] for name, comp in self.hires.items()})

@@ -56,6 +56,7 @@ def fields_from_infotext(text: str | None) -> dict[str, Any]:
     written = parse_infotext(text, defaults=False)  # the defaults A1111 fills in include Hires keys
     out["enable_hr"] = any(key.startswith("Hires ") for key in written)  # as A1111: no Hires keys, hires off
     out["tiling"] = str(parsed.get("Tiling", "")).lower() == "true"
+    out["restore_faces"] = bool(written.get("Face restoration"))
     for k in ("steps", "seed", "width", "height", "subseed", "clip_skip", "hr_resize_x", "hr_resize_y",
               "hr_second_pass_steps"):
         if k in out and not isinstance(out[k], int):

@@ -84,6 +84,12 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                                      elem_id="settings_upscaler_tile")
                     overlap = gr.Number(value=s.upscaler_tile_overlap, precision=0, label="Upscaler tile overlap (px)",
                                         elem_id="settings_upscaler_tile_overlap")
+                with gr.Row(elem_classes="ls-tight"):
+                    face_model = gr.Radio(["CodeFormer", "GFPGAN", "RestoreFormer"], value=s.face_restoration_model,
+                                          label="Face restoration model (Restore faces)",
+                                          elem_id="settings_face_restoration_model")
+                    cf_weight = gr.Slider(0, 1, value=s.code_former_weight, step=0.01, elem_id="settings_cf_weight",
+                                          label="CodeFormer weight (0 = strongest, 1 = closest to the input)")
                 save_btn = gr.Button("Save settings", variant="primary", elem_id="settings_save",
                                      interactive=not s.freeze_settings)
                 message = gr.HTML("", elem_id="settings_message", js_on_load=None)
@@ -94,7 +100,7 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                   max_image_side=max_side, preview_every=preview_every, max_combinations=max_comb,
                   save_images=save_images, api_always_save=api_save, outputs_dir=outputs_dir,
                   checkpoint_cache_size=cache, queue_size=queue_size, upscaler_tile=tile,
-                  upscaler_tile_overlap=overlap)
+                  upscaler_tile_overlap=overlap, face_restoration_model=face_model, code_former_weight=cf_weight)
     fields = {k: v for k, v in fields.items() if k in EDITABLE}
 
     def save(*values):

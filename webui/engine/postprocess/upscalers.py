@@ -2,13 +2,11 @@
 RealESRGAN, SwinIR, DAT, HAT, and --upscaler-dir), loaded with spandrel (plus spandrel_extra_arches), which knows
 ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, OmniSR, SPAN and the rest of its architectures.
 
-A `.pth` is read only with torch's weights-only loader (a pickle holding code is refused and nothing in it runs);
-a file that is not an upscaler (a LoRA, a checkpoint, a face restorer) is an error naming it. Models run tiled
-(settings `upscaler_tile`, `upscaler_tile_overlap`, A1111's ESRGAN_tile) so memory stays bounded, in fp16 on CUDA.
+Files load through postprocess/image_models.py (weights only; a file that is not an upscaler is an error naming
+it). Models run tiled (settings `upscaler_tile`, `upscaler_tile_overlap`, A1111's ESRGAN_tile) so memory stays bounded, in fp16 on CUDA.
 """
 from __future__ import annotations
 
-import logging
 import math
 import re
 import threading
@@ -19,17 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from webui.engine.checkpoints.loader import CheckpointLoadError, read_state_dict
+from webui.engine.postprocess.image_models import ModelFileError, list_model_files, load_image_model, place
 from webui.engine.postprocess.tiles import run_tiled
-from webui.engine.requests import NotFoundError, RequestError
-
-log = logging.getLogger(__name__)
+from webui.engine.requests import NotFoundError
 
 BUILTIN = {"None": Image.LANCZOS, "Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}  # "None": a plain resize
-SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
-class UpscalerError(RequestError):
+class UpscalerError(ModelFileError):
     """An upscaler file that cannot be used; the message names it."""
 
 
@@ -61,14 +56,8 @@ class UpscalerLibrary:
 
     # ---- listing -------------------------------------------------------------------------------------------
     def refresh(self) -> list[UpscalerInfo]:
-        found = {}
-        for folder in self.folders:
-            if folder.is_dir():
-                for path in sorted(folder.rglob("*")):
-                    if path.suffix.lower() in SUFFIXES and path.is_file():
-                        found.setdefault(path.stem, UpscalerInfo(path.stem, path))
-        self._models = found
-        return list(found.values())
+        self._models = {name: UpscalerInfo(name, path) for name, path in list_model_files(self.folders).items()}
+        return list(self._models.values())
 
     def models(self) -> list[UpscalerInfo]:
         return list(self._models.values())
@@ -107,7 +96,7 @@ class UpscalerLibrary:
         return out if out.size == (width, height) else out.resize((width, height), Image.LANCZOS)
 
     def _run(self, descriptor, image: Image.Image) -> Image.Image:
-        device, dtype = self._placement(descriptor)
+        device, dtype = place(descriptor, self.device)
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
 
         def fn(tile: torch.Tensor) -> torch.Tensor:
@@ -115,14 +104,6 @@ class UpscalerLibrary:
 
         y = run_tiled(fn, x, int(descriptor.scale), self.tile, self.overlap)
         return Image.fromarray((y[0].permute(1, 2, 0).float().numpy() * 255).round().astype(np.uint8))
-
-    def _placement(self, descriptor) -> tuple[torch.device, torch.dtype]:
-        device = getattr(self.device, "device", torch.device("cpu"))
-        half = device.type == "cuda" and descriptor.supports_half
-        descriptor.to(device)
-        if half:
-            descriptor.model.half()
-        return device, torch.float16 if half else torch.float32
 
     def _descriptor(self, info: UpscalerInfo):
         with self._lock:
@@ -136,28 +117,10 @@ class UpscalerLibrary:
 
 def load_upscaler(path: Path):
     """A spandrel image model from `path`, or UpscalerError naming the file."""
-    import spandrel
-    import spandrel_extra_arches
-
     try:
-        state, _ = read_state_dict(path)
-    except CheckpointLoadError as exc:
+        descriptor = load_image_model(path, ("SR", "Restoration"), "an upscaler")
+    except ModelFileError as exc:
         raise UpscalerError(str(exc)) from None
-    for key in ("params_ema", "params"):  # Real-ESRGAN's own files keep the weights one level down
-        if isinstance(state.get(key), dict):
-            state = state[key]
-    registry = spandrel.ArchRegistry()  # our own: spandrel's global registry is left as it is
-    registry.add(*spandrel.MAIN_REGISTRY, *spandrel_extra_arches.EXTRA_REGISTRY)
-    try:
-        descriptor = spandrel.ModelLoader(registry=registry).load_from_state_dict(state)
-    except spandrel.UnsupportedModelError:
-        raise UpscalerError(f"{path.name}: not an upscaler model (its weights match no architecture spandrel "
-                            f"knows; a LoRA or a checkpoint in an upscaler folder?)") from None
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose not in ("SR", "Restoration"):
-        raise UpscalerError(f"{path.name}: a {descriptor.architecture.name} model for {descriptor.purpose}, "
-                            "not an upscaler")
-    if not math.isfinite(float(descriptor.scale)) or descriptor.input_channels != 3:
-        raise UpscalerError(f"{path.name}: not an RGB upscaler ({descriptor.input_channels} input channels)")
-    descriptor.eval()
-    log.info("upscaler %s: %s %sx", path.name, descriptor.architecture.name, descriptor.scale)
+    if not math.isfinite(float(descriptor.scale)):
+        raise UpscalerError(f"{path.name}: not an upscaler (scale {descriptor.scale})")
     return descriptor
