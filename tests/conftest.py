@@ -122,3 +122,11 @@ def engine(data_dir):
     eng = Engine(Settings(data_dir=data_dir, ckpt="tiny-sd1", checkpoint_cache_size=2))
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def face_models(tmp_path_factory):
+    """Random-weight GFPGAN (.pth), CodeFormer and RestoreFormer (.safetensors): {kind: file}."""
+    from tests.fixtures.face_models import write_face_models
+
+    return write_face_models(tmp_path_factory.mktemp("face-models"))

@@ -56,6 +56,16 @@ def test_models_are_listed_and_upscale_to_the_size_asked(upscaler_engine):
     assert items["4x-Tiny"]["scale"] == 4.0 and items["4x-Tiny"]["model_path"].endswith("4x-Tiny.pth")
 
 
+def test_real_esrgan_files_with_their_weights_under_params_ema_load(upscaler_engine, data_dir):
+    folder = data_dir / "models" / "RealESRGAN"
+    folder.mkdir()
+    torch.save({"params_ema": tiny_esrgan(2, seed=2)}, folder / "RealESRGAN_x2plus.pth")
+    upscaler_engine.list_upscalers(refresh=True)
+    out = upscaler_engine.upscalers.upscale(picture(), "RealESRGAN_x2plus", 80, 64)
+    lanczos = picture().resize((80, 64), Image.LANCZOS)
+    assert out.size == (80, 64) and np.abs(np.asarray(out, int) - np.asarray(lanczos, int)).mean() > 5
+
+
 def test_tiled_equals_untiled_within_a_seam_tolerance(upscaler_engine):
     lib = upscaler_engine.upscalers
     tiled = np.asarray(lib.upscale(picture(), "4x-Tiny", 160, 128), dtype=np.float32)

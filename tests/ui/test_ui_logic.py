@@ -345,7 +345,11 @@ def test_hires_fix_and_tiling_from_the_tab_and_back_from_an_infotext(engine):
     assert back["denoising_strength"] == 0.45
     assert set(back) - {"hr_resize_x", "hr_resize_y"} <= set(p.fields)  # every value has a field to go to
     plain = fields_from_infotext("a dog\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64")
-    assert plain["enable_hr"] is False and plain["tiling"] is False
+    assert plain["enable_hr"] is False and plain["tiling"] is False and plain["restore_faces"] is False
+    faces = fields_from_infotext("a dog\nSteps: 2, Seed: 1, Size: 64x64, Face restoration: CodeFormer")
+    assert faces["restore_faces"] is True and "restore_faces" in p.fields
+    with pytest.raises(Exception, match="models/GFPGAN or models/Codeformer"):  # no model: a message, not a no-op
+        engine.submit(p.make_request({**data, p.restore_faces: True}))
 
 
 def test_extras_tab_upscales_saves_and_refuses_clearly(engine, tmp_path):

@@ -113,8 +113,10 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise _fail(path, f"not a readable PyTorch checkpoint (corrupt or truncated?): {text.splitlines()[-1]}") from exc
         except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
             raise _fail(path, f"not a readable PyTorch checkpoint (corrupt or truncated?): {exc}") from exc
-        while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-            obj = obj["state_dict"]
+        # weights one level down: Lightning's "state_dict"; Real-ESRGAN's and GFPGAN's "params_ema" / "params"
+        while isinstance(obj, dict) and (inner := next((obj[k] for k in ("state_dict", "params_ema", "params")
+                                                        if isinstance(obj.get(k), dict)), None)) is not None:
+            obj = inner
         if not isinstance(obj, dict):
             raise _fail(path, "the file holds no state dict")
         return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}, {}

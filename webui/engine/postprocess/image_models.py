@@ -32,9 +32,6 @@ def load_image_model(path: Path, purposes: tuple[str, ...], what: str):
         state, _ = read_state_dict(path)
     except CheckpointLoadError as exc:
         raise ModelFileError(str(exc)) from None
-    for key in ("params_ema", "params"):  # Real-ESRGAN's and GFPGAN's own files keep the weights one level down
-        if isinstance(state.get(key), dict):
-            state = state[key]
     registry = spandrel.ArchRegistry()  # our own: spandrel's global registry is left as it is
     registry.add(*spandrel.MAIN_REGISTRY, *spandrel_extra_arches.EXTRA_REGISTRY)
     try:
