@@ -79,8 +79,34 @@ def test_an_interrupted_second_pass_keeps_the_first_pass(data_dir):
     (dict(hr_resize_x=-8), "hr_resize_x"),
     (dict(hr_scale=8.0, width=512, height=512), "second pass"),
     (dict(init_images=[Image.new("RGB", (64, 64))]), "enable_hr"),
-    (dict(hr_checkpoint_name="tiny-sd1-b"), "hr_checkpoint_name"),
+    (dict(hr_checkpoint_name="no-such-model"), "no-such-model"),
 ])
 def test_bad_hires_fields_are_refused_before_the_queue(engine, fields, words):
     with pytest.raises(RequestError, match=words):
         engine.plan(hires(**fields))
+
+
+def test_second_pass_on_another_checkpoint(engine):
+    from webui.ui.params import fields_from_infotext
+
+    same = engine.generate(hires())
+    other = engine.generate(hires(hr_checkpoint_name="tiny-sd1-b"))
+    again = engine.generate(hires(hr_checkpoint_name="tiny-sd1-b"))
+    assert other.images[0].size == (128, 128)
+    assert np.array_equal(pixels(other.images[0]), pixels(again.images[0]))
+    assert np.abs(pixels(other.images[0]) - pixels(same.images[0])).mean() > 1  # the second model made it
+    info = parse_infotext(other.infotexts[0])
+    b = engine.resolve_checkpoint("tiny-sd1-b")
+    assert info["Model"] == "tiny-sd1" and info["Hires checkpoint"] == f"tiny-sd1-b [{b.shorthash}]"
+    assert engine.active_model().title.startswith("tiny-sd1.safetensors")  # the chosen model stays active
+    pasted = fields_from_infotext(other.infotexts[0])
+    assert engine.plan(hires(hr_checkpoint_name=pasted["hr_checkpoint_name"])).hires.checkpoint.title == b.title
+    assert engine.plan(hires(hr_checkpoint_name=engine.active_model().title)).hires.checkpoint is None
+
+
+def test_another_family_needs_a_pixel_upscaler(engine):
+    with pytest.raises(RequestError, match="latent space"):
+        engine.generate(hires(hr_checkpoint_name="tiny-sdxl"))
+    r = engine.generate(hires(hr_checkpoint_name="tiny-sdxl", hr_upscaler="Lanczos"))
+    assert r.images[0].size == (128, 128) and parse_infotext(r.infotexts[0])["Hires checkpoint"].startswith("tiny-sdxl")
+    assert engine.active_model().title.startswith("tiny-sd1.safetensors")

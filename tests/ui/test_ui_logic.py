@@ -336,7 +336,7 @@ def test_hires_fix_and_tiling_from_the_tab_and_back_from_an_infotext(engine):
             p.steps: 2, p.width: 64, p.height: 64, p.n_iter: 1, p.batch_size: 1, p.cfg: 7.0, p.seed: 3,
             p.subseed: -1, p.subseed_strength: 0.0, p.clip_skip: 1, p.tiling: True, p.enable_hr: True,
             p.denoising: 0.45, **{comp: value for comp, value in zip(p.hires.values(), (
-                "Latent (nearest)", 3, 1.5, 0, 0, "Use same sampler", "Use same scheduler", "", ""))}}
+                "Latent (nearest)", 3, 1.5, 0, 0, "Use same sampler", "Use same scheduler", "", "", "Use same checkpoint"))}}
     result = engine.generate(p.make_request(data))
     assert result.images[0].size == (96, 96)
     back = fields_from_infotext(result.infotexts[0])

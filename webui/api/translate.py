@@ -60,7 +60,7 @@ INFOTEXT_FIELDS = {
     "Hires upscale": "hr_scale", "Hires resize-1": "hr_resize_x", "Hires resize-2": "hr_resize_y",
     "Hires steps": "hr_second_pass_steps", "Hires upscaler": "hr_upscaler", "Hires sampler": "hr_sampler_name",
     "Hires schedule type": "hr_scheduler", "Hires CFG Scale": "hr_cfg", "Hires prompt": "hr_prompt",
-    "Hires negative prompt": "hr_negative_prompt",
+    "Hires negative prompt": "hr_negative_prompt", "Hires checkpoint": "hr_checkpoint_name",
 }
 
 

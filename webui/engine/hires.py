@@ -1,5 +1,6 @@
 """Hires fix, as A1111 does it: a first pass at the base size, an upscale (in latent space for the "Latent" modes,
-in pixels for the others), and a second pass as img2img at the target size on the same loaded components.
+in pixels for the others), and a second pass as img2img at the target size, on the same loaded components or on
+another checkpoint (hr_checkpoint_name).
 
 This module holds the sizes, the upscalers and the infotext; the second-pass stage is in webui/engine/stages.py.
 """
@@ -7,12 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from webui.engine.requests import GenerationRequest, RequestError
 from webui.engine.samplers import SamplerChoice
+
+if TYPE_CHECKING:
+    from webui.engine.checkpoints.registry import CheckpointInfo
 
 # A1111's latent upscale modes: name -> (torch interpolation mode, antialias)
 LATENT_MODES = {
@@ -34,6 +39,7 @@ class HiresPlan:
     sampler: SamplerChoice
     cfg_scale: float
     denoising_strength: float
+    checkpoint: CheckpointInfo | None = None  # hr_checkpoint_name: another checkpoint (None: the first pass's)
 
     @property
     def latent(self) -> bool:
@@ -110,4 +116,10 @@ def infotext_params(req: GenerationRequest, hires: HiresPlan, first_sampler: Sam
         "Hires schedule type": hires.sampler.schedule if changed else None,
         "Hires CFG Scale": req.hr_cfg if req.hr_cfg is not None else None,
         "Hires prompt": req.hr_prompt or None, "Hires negative prompt": req.hr_negative_prompt or None,
+        "Hires checkpoint": short_title(hires.checkpoint) if hires.checkpoint else None,
     }
+
+
+def short_title(info: CheckpointInfo) -> str:
+    """A1111's short title of a checkpoint, as its infotext names the hires checkpoint: `name [hash]`."""
+    return f"{info.model_name} [{info.shorthash}]" if info.shorthash else info.model_name

@@ -97,17 +97,19 @@ class Planner:
         hires_mod.check_fields(req)
         if req.width and req.height:  # else the model's native size decides, when the job runs
             hires_mod.target_size(req, req.width, req.height, self.settings.max_image_side)
-        if not hires_mod.same(req.hr_checkpoint_name) and (req.checkpoint is None or self.models.resolve(
-                req.hr_checkpoint_name).title != self.models.resolve(req.checkpoint).title):
-            raise RequestError("hr_checkpoint_name: a second pass on another checkpoint is not supported yet; use "
-                               "\"Use same checkpoint\"")
+        checkpoint = None
+        if not hires_mod.same(req.hr_checkpoint_name):  # another checkpoint, unless it is the first pass's
+            checkpoint = self.models.resolve(req.hr_checkpoint_name, allow_path=False)
+            if req.checkpoint and self.models.resolve(req.checkpoint).title == checkpoint.title:
+                checkpoint = None
         second = sampler
         if not (hires_mod.same(req.hr_sampler_name) and hires_mod.same(req.hr_scheduler)):
             second = resolve(req.hr_sampler_name if not hires_mod.same(req.hr_sampler_name) else req.sampler_name,
                              req.hr_scheduler if not hires_mod.same(req.hr_scheduler) else req.scheduler,
                              self.settings.default_sampler)
         plan = HiresPlan(hires_mod.upscaler_name(req.hr_upscaler, self.upscalers), req.hr_second_pass_steps or req.steps, second,
-                         req.cfg_scale if req.hr_cfg is None else float(req.hr_cfg), req.denoising_strength)
+                         req.cfg_scale if req.hr_cfg is None else float(req.hr_cfg), req.denoising_strength,
+                         checkpoint)
         if not (req.hr_prompt or req.hr_negative_prompt):
             return plan, None
         check_text("hr_prompt", req.hr_prompt)

@@ -21,7 +21,7 @@ from webui.engine.hooks import ImageContext
 from webui.engine.infotext import build_infotext
 from webui.engine.inpaint import InpaintPlan, mask_from_image, plan_inpaint
 from webui.engine.preview import latent_preview
-from webui.engine.requests import GenerationResult
+from webui.engine.requests import GenerationResult, RequestError
 from webui.engine.resize import resize_image
 from webui.engine.tiling import seamless
 
@@ -57,15 +57,18 @@ class GenerationJob:
         self.prepare()
         t_model = self.t_model
         self.state.job_count = self.plan.n_iter
-        with seamless(self.model, enabled=self.req.tiling):  # this job's convs only, restored on any exit
-            for number, sl in enumerate(self.plan.batch_slices()):
-                if self.state.interrupted:
-                    break
-                self.state.job_no = number
-                work = self.batch(sl)
-                for name in self.STAGES:
-                    if not getattr(self, name)(work):
+        try:
+            with seamless(self.model, enabled=self.req.tiling):  # this job's convs only, restored on any exit
+                for number, sl in enumerate(self.plan.batch_slices()):
+                    if self.state.interrupted:
                         break
+                    self.state.job_no = number
+                    work = self.batch(sl)
+                    for name in self.STAGES:
+                        if not getattr(self, name)(work):
+                            break
+        finally:
+            self._switch(self.first_model)  # the checkpoint chosen in the UI stays the active one
         result = self.result
         result.warnings += [w for w in self.nets.warnings if w not in result.warnings]
         result.interrupted = self.state.interrupted
@@ -87,8 +90,12 @@ class GenerationJob:
         self.texts, self.neg_texts = plan.prompts.encoder_texts()
         self.hr_texts = (plan.hr_prompts or plan.prompts).encoder_texts()
         # LoRAs loaded, embeddings loaded, the job's VAE in place (NetworkError is a RequestError)
-        self.nets = eng.networks.prepare(self.model, eng.device, plan.loras,
-                                         self.texts + self.neg_texts + self.hr_texts[0] + self.hr_texts[1], plan.vae)
+        self.net_texts = self.texts + self.neg_texts + self.hr_texts[0] + self.hr_texts[1]
+        self.nets = eng.networks.prepare(self.model, eng.device, plan.loras, self.net_texts, plan.vae)
+        self.first_model = self.model
+        self.switching = plan.hires is not None and plan.hires.checkpoint is not None
+        if self.switching:
+            self._check_hires_checkpoint(plan.hires)
         self.base_params = self._params(width, height)
         self.params, size = dict(self.base_params), (width, height)
         if plan.hires is not None:
@@ -99,6 +106,31 @@ class GenerationJob:
             self.params.update(hires_mod.infotext_params(req, plan.hires, plan.sampler))
         self.result = GenerationResult(width=size[0], height=size[1], model_title=self.model.title,
                                        params=dict(self.params), warnings=list(plan.prompts.warnings))
+
+    def _check_hires_checkpoint(self, hires) -> None:
+        """A latent upscale hands the latents on as they are: both checkpoints must share a latent space."""
+        from webui.engine.checkpoints.loader import inspect_checkpoint
+
+        if self.req.tiling:
+            raise RequestError("tiling with a second pass on another checkpoint is not supported yet")
+        family = inspect_checkpoint(hires.checkpoint.path).family
+        if hires.latent and (family == "sdxl") != (self.model.spec.family == "sdxl"):
+            raise RequestError(f"hr_checkpoint_name: {hires.checkpoint.title} ({family}) and {self.model.title} "
+                               f"({self.model.spec.family}) do not share a latent space; choose a pixel upscaler "
+                               f"(e.g. Lanczos) instead of {hires.upscaler}")
+
+    def _switch(self, checkpoint) -> None:
+        """Hires fix on another checkpoint: make `checkpoint` (a CheckpointInfo, or the first pass's model) the
+        model the stages use, from the RAM cache or from disk, with the job's LoRAs, embeddings and VAE on it."""
+        if not self.switching:
+            return
+        if checkpoint is self.first_model:
+            checkpoint = str(checkpoint.path)  # the same file, even if the cache let go of that object
+        model = self.engine.ensure_model(checkpoint)
+        if model is not self.model:
+            self.model = model
+            self.nets = self.engine.networks.prepare(model, self.engine.device, self.plan.loras, self.net_texts,
+                                                     self.plan.vae)
 
     def _inpaint(self, width: int, height: int) -> InpaintPlan | None:
         req = self.req
@@ -139,6 +171,7 @@ class GenerationJob:
 
     # ---- the stages: each returns False to stop this batch -------------------------------------------------
     def sample(self, work: BatchWork) -> bool:
+        self._switch(self.first_model)  # back from the previous batch's hires checkpoint, if any
         self.nets.activate(self.plan.prompts.networks[work.first:work.first + len(work.batch.seeds)])
         work.latents = sample_batch(self.model, self.engine.device, self.spec, work.batch, self.state,
                                     self._on_step)
@@ -160,13 +193,16 @@ class GenerationJob:
             images = decode_latents(self.model, work.latents, self.engine.device, warnings=self.result.warnings)
             upscale = self.engine.upscalers.upscale
             start = dict(init_images=[upscale(im, hires.upscaler, spec.width, spec.height) for im in images])
+        if hires.checkpoint is not None:  # as A1111: the first pass decoded by its own model, then the switch
+            self._switch(hires.checkpoint)
         second = replace(batch, prompts=self.hr_texts[0][work.first:work.first + len(batch.seeds)],
                          negative_prompts=self.hr_texts[1][work.first:work.first + len(batch.seeds)], **start)
-        if self.plan.hr_prompts is not None:
-            self.nets.activate(self.plan.hr_prompts.networks[work.first:work.first + len(batch.seeds)])
+        hr_networks = (self.plan.hr_prompts or self.plan.prompts).networks
+        self.nets.activate(hr_networks[work.first:work.first + len(batch.seeds)])
         latents = sample_batch(self.model, self.engine.device, spec, second, self.state, self._on_step)
         if latents is None:
             self.state.skipped, work.first_pass_only = False, True
+            self._switch(self.first_model)  # the first pass's latents are decoded by their own model
         else:
             work.latents = latents
         return True

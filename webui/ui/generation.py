@@ -234,11 +234,14 @@ class GenerationPanel:
                                       label="Hires sampling method", elem_id="hr_sampler")
                 scheduler = gr.Dropdown(["Use same scheduler", *schedule_names()], value="Use same scheduler",
                                         label="Hires schedule type", elem_id="hr_scheduler")
+                checkpoint = gr.Dropdown(["Use same checkpoint", *(c.title for c in self.ctx.engine.list_checkpoints())],
+                                         value="Use same checkpoint", label="Hires checkpoint",
+                                         allow_custom_value=True, elem_id="hr_checkpoint")
             prompt = gr.Textbox(label="Hires prompt (empty: the prompt)", lines=2, elem_id="hires_prompt")
             negative = gr.Textbox(label="Hires negative prompt", lines=2, elem_id="hires_neg_prompt")
         self.hires = dict(hr_upscaler=upscaler, hr_second_pass_steps=steps, hr_scale=scale, hr_resize_x=resize_x,
                           hr_resize_y=resize_y, hr_sampler_name=sampler, hr_scheduler=scheduler, hr_prompt=prompt,
-                          hr_negative_prompt=negative)
+                          hr_negative_prompt=negative, hr_checkpoint_name=checkpoint)
 
     def _build_inpaint_controls(self) -> None:
         """A1111's inpaint settings (they apply when something is drawn on the image), with its names and defaults."""

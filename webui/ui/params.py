@@ -30,6 +30,7 @@ FIELD_KEYS = {
     "hr_scheduler": "Hires schedule type",
     "hr_prompt": "Hires prompt",
     "hr_negative_prompt": "Hires negative prompt",
+    "hr_checkpoint_name": "Hires checkpoint",
 }
 
 

@@ -141,7 +141,7 @@ class CheckpointRegistry:
             lambda i: i.name == q,
             lambda i: i.model_name == q or i.path.stem == q,
             lambda i: bool(i.sha256) and len(q) >= 8 and i.sha256.startswith(q.lower()),
-            lambda i: q.endswith("]") and i.name == q.rsplit(" [", 1)[0],
+            lambda i: q.endswith("]") and q.rsplit(" [", 1)[0] in (i.name, i.model_name),  # A1111's short title
         ):
             for item in items:
                 if pred(item):
