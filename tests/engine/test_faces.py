@@ -184,3 +184,20 @@ def test_extras_restore_faces_after_upscaling_with_their_infotext(face_engine):
                 "CodeFormer weight: 0.3"):
         assert key in result.infotexts[0]
     assert result.paths[0].exists()
+
+
+def test_a_yunet_detector_in_a_face_folder_is_used_with_its_landmarks(tmp_path, caplog):
+    from tests.fixtures.face_models import write_yunet
+    from webui.engine.postprocess.face_detect import HaarDetector, YuNetDetector, make_detector
+
+    points = np.array([[205, 100], [250, 101], [228, 125], [210, 142], [246, 143]], dtype=np.float32)
+    write_yunet(tmp_path / "face_detection_yunet_2023mar.onnx", 512, (180, 70, 90, 95), points)
+    detector = make_detector([tmp_path / "missing", tmp_path])
+    assert isinstance(detector, YuNetDetector)
+    faces = detector.detect(np.asarray(face_photo()))
+    assert len(faces) == 1 and faces[0].score > 0.9
+    assert np.abs(np.array(faces[0].box) - [180, 70, 90, 95]).max() <= 1
+    assert np.abs(faces[0].points - points).max() < 0.5
+    (tmp_path / "face_detection_yunet_2023mar.onnx").write_bytes(b"not onnx")
+    assert isinstance(make_detector([tmp_path]), HaarDetector)  # a broken file: the built-in detector, logged
+    assert "could not be loaded" in caplog.text
