@@ -1,16 +1,25 @@
-"""GET/POST /sdapi/v1/options: the A1111 option names this app understands, mapped onto the engine.
+"""GET/POST /sdapi/v1/options: A1111's option names, mapped onto the engine where this app acts on them.
 
-A POST is validated as a whole before anything changes: an unknown option, or a read-only one set to a new value,
-is a 422 naming it; an unknown checkpoint is a 404 naming it. Setting an option to the value it already has is
-always accepted (clients often send back the whole GET answer)."""
+A POST is validated as a whole before anything changes: a wrong value for an option this app acts on (or a fixed
+one set to another value) is a 422 naming it; an unknown checkpoint is a 404 naming it. Options this app does not
+act on (webui/api/a1111_options.py, and any other key a client sends) are stored and returned, and never make the
+rest of the body fail. Setting an option to the value it already has is always accepted (clients often send back
+the whole GET answer)."""
 from __future__ import annotations
 
+import json
+import logging
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
+from webui.api.a1111_options import STORED_DEFAULTS
 from webui.api.errors import ApiError
 from webui.engine import CheckpointLoadError, NotFoundError
-from webui.settings import SettingError, SettingLocked, check_settings
+from webui.settings import SettingError, SettingLocked, atomic_write_text, check_settings
+
+log = logging.getLogger(__name__)
+STORE_FILE = "api-options.json"  # in the data folder: the values of options this app only stores
 
 
 # Our own API setting (A1111 has none of that name): save every API image, whatever the request's save_images.
@@ -18,6 +27,7 @@ API_ALWAYS_SAVE = "api_always_save"
 # A1111 option -> our setting (checked by webui.settings' one table)
 SETTINGS = {"samples_save": "save_images", "sd_checkpoints_limit": "checkpoint_cache_size",
             "ESRGAN_tile": "upscaler_tile", "ESRGAN_tile_overlap": "upscaler_tile_overlap",
+            "show_progress_every_n_steps": "preview_every",
             "face_restoration_model": "face_restoration_model", "code_former_weight": "code_former_weight",
             API_ALWAYS_SAVE: API_ALWAYS_SAVE}
 # Options a generation request may override for itself (override_settings), passed on to the engine's plan
@@ -62,6 +72,8 @@ class ApiOptions:
         self.engine = engine
         self.clip_skip = 1  # A1111 CLIP_stop_at_last_layers: the clip skip of API requests that do not override it
         self._lock = threading.Lock()
+        self.store_path = Path(engine.settings.data_dir) / STORE_FILE
+        self.stored = {**STORED_DEFAULTS, **_read_store(self.store_path)}
 
     # ---- reading -------------------------------------------------------------------------------------------
     def checkpoint_title(self) -> str | None:
@@ -74,9 +86,12 @@ class ApiOptions:
             return None
 
     def snapshot(self) -> dict[str, Any]:
+        return {**self.stored, **self.fixed(), **self.backed()}
+
+    def backed(self) -> dict[str, Any]:
+        """The options this app acts on, as they are now."""
         eng, st = self.engine, self.engine.settings
         active = eng.active_model()
-        outputs = st.outputs_path
         return {
             "sd_model_checkpoint": self.checkpoint_title(),
             "sd_checkpoint_hash": active.sha256 if active is not None else None,
@@ -84,19 +99,22 @@ class ApiOptions:
             "sd_vae": eng.vae_choice,
             "CLIP_stop_at_last_layers": self.clip_skip,
             "samples_save": bool(st.save_images),
-            "samples_format": "png",
-            "grid_save": False,
-            "outdir_samples": "",
+            "ESRGAN_tile": st.upscaler_tile, "ESRGAN_tile_overlap": st.upscaler_tile_overlap,
+            "face_restoration_model": st.face_restoration_model, "code_former_weight": st.code_former_weight,
+            "live_previews_enable": st.preview_every > 0, "show_progress_every_n_steps": st.preview_every,
+            API_ALWAYS_SAVE: bool(getattr(st, API_ALWAYS_SAVE, False)),
+        }
+
+    def fixed(self) -> dict[str, Any]:
+        """Options with the one value this app works with (another value is a 422)."""
+        outputs = self.engine.settings.outputs_path
+        return {
+            "samples_format": "png", "grid_save": False, "outdir_samples": "",
             "outdir_txt2img_samples": str(outputs / "txt2img-images"),
             "outdir_img2img_samples": str(outputs / "img2img-images"),
             "outdir_extras_samples": str(outputs / "extras-images"),
-            "eta_noise_seed_delta": 0,
-            "randn_source": "CPU",
-            "img2img_background_color": "#ffffff",
-            "ESRGAN_tile": st.upscaler_tile, "ESRGAN_tile_overlap": st.upscaler_tile_overlap,
-            "face_restoration": False, "face_restoration_model": st.face_restoration_model,
-            "code_former_weight": st.code_former_weight,
-            API_ALWAYS_SAVE: bool(getattr(st, API_ALWAYS_SAVE, False)),
+            "eta_noise_seed_delta": 0, "randn_source": "CPU", "img2img_background_color": "#ffffff",
+            "face_restoration": False,
         }
 
     @property
@@ -113,7 +131,8 @@ class ApiOptions:
             changed = {k: v for k, v in changes.items() if k not in current or v != current[k]}
             if changed and self.engine.settings.freeze_settings:
                 raise SettingLocked(f"settings are frozen (--freeze-settings); not changed: {', '.join(changed)}")
-            checkpoint, settings, setters = None, {}, []
+            checkpoint, settings, setters, store = None, {}, [], {}
+            fixed = self.fixed()
             for key, value in changed.items():
                 if key == "sd_model_checkpoint":
                     if value is not None:
@@ -122,18 +141,27 @@ class ApiOptions:
                     setters.append(lambda v=self._vae(value, key): self.engine.select_vae(v))
                 elif key == "CLIP_stop_at_last_layers":
                     setters.append(lambda v=_int_range(1, 12)(key, value): setattr(self, "clip_skip", v))
+                elif key == "live_previews_enable":
+                    settings["preview_every"] = _previews(value, self.engine.settings.preview_every)
                 elif key in SETTINGS:
                     settings[SETTINGS[key]] = self._setting(key, value)
-                elif key in current:
-                    raise ApiError(422, f"option {key} cannot be changed (it is {current[key]!r})")
+                elif key in fixed:
+                    raise ApiError(422, f"option {key} cannot be changed here (it is {fixed[key]!r})")
                 else:
-                    raise ApiError(422, f"option {key!r} is not supported. Known options: {', '.join(current)}")
+                    store[key] = _storable(key, value)
+            if store:
+                self._store(store)
             if settings:
                 self.engine.update_settings(settings)  # saved to the settings file
             if checkpoint is not None:
                 self.engine.load_checkpoint(checkpoint.title)  # through the queue; on failure the old one stays
             for set_ in setters:
                 set_()
+
+    def _store(self, values: dict[str, Any]) -> None:
+        self.stored.update(values)
+        changed = {k: v for k, v in self.stored.items() if STORED_DEFAULTS.get(k, object()) != v}
+        atomic_write_text(self.store_path, json.dumps(changed, indent=1, sort_keys=True))
 
     def _setting(self, key: str, value: Any) -> Any:
         try:
@@ -170,3 +198,31 @@ class ApiOptions:
             raise ApiError(422, f"override_settings.{key}={value!r} is not supported (only {current[key]!r})")
         raise ApiError(422, f"override_settings key {key!r} is not supported. Supported: sd_model_checkpoint, "
                             f"CLIP_stop_at_last_layers, and options set to their current value")
+
+
+def _previews(value: Any, every: int) -> int:
+    if not isinstance(value, bool):
+        raise ApiError(422, f"option live_previews_enable: expected true or false (got {_short(value)})")
+    return (every or 5) if value else 0
+
+
+def _storable(key: str, value: Any) -> Any:
+    """A value kept as JSON: plain data only, and no NaN/Infinity (they are not JSON)."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ApiError(422, f"option {key}: expected plain JSON data (got {_short(value)})") from None
+    if len(text) > 64_000:
+        raise ApiError(422, f"option {key}: value too large ({len(text)} characters)")
+    return value
+
+
+def _read_store(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s could not be read (%s); stored API options start from A1111's defaults", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
