@@ -55,7 +55,6 @@ CASES = [
     ("txt2img", {"s_churn": 0.5}, 422, ["s_churn"]),
     ("txt2img", {"seed_resize_from_w": 512}, 422, ["seed_resize_from_w"]),
     ("txt2img", {"refiner_checkpoint": "tiny-b"}, 422, ["refiner_checkpoint"]),
-    ("txt2img", {"styles": ["NoSuchStyle"]}, (404, 422), ["NoSuchStyle"]),
     ("txt2img", {"prompt": "a cat <lora:nope:0.8>"}, 404, ["LoRA", "nope"]),
     ("txt2img", {"prompt": "a cat <hypernet:old:1>"}, 422, ["hypernet"]),
     ("img2img", {}, 422, ["init_images"]),

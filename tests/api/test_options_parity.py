@@ -58,3 +58,12 @@ def test_backed_options_are_honoured_and_wrong_values_named(server):
         assert r.status_code == 422 and "live_previews_enable" in r.json()["detail"]
     finally:
         engine.update_settings({"preview_every": 5})
+
+
+def test_an_unknown_style_is_ignored_with_a_warning(server):
+    body = {"prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 3, "styles": ["NoSuchStyle"]}
+    r = requests.post(f"{server.api}/txt2img", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    assert "Style not found and ignored: 'NoSuchStyle'" in info["warnings"]
+    assert info["prompt"] == "a cat" and "Styles array" not in info["infotexts"][0]

@@ -42,8 +42,13 @@ def prepare_prompts(prompt: str, negative: str, style_names: list[str], seeds: l
     if style_names:
         if styles is None:
             raise ValueError("styles were requested but no styles file is configured")
-        prompt, negative = styles.apply(prompt, negative, style_names)
-        params["Styles array"] = json.dumps(list(style_names))
+        found, missing = styles.known(style_names)
+        if missing:  # as A1111: a style that is not there is skipped (said here, not silently)
+            warnings.append(f"Style{'s' if len(missing) > 1 else ''} not found and ignored: "
+                            f"{', '.join(repr(m) for m in missing)}")
+        prompt, negative = styles.apply(prompt, negative, found)
+        if found:
+            params["Styles array"] = json.dumps(found)
     prompt, negative = strip_comments(prompt), strip_comments(negative)
 
     pos, neg = [prompt] * len(seeds), [negative] * len(seeds)

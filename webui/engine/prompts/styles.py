@@ -131,6 +131,14 @@ class StyleStore:
 
     # -- applying -------------------------------------------------------------------------
 
+    def known(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """``names`` split into the styles that exist and those that do not (None/""/"None" dropped)."""
+        names = [n for n in names if n not in (None, "", "None")]
+        with self._lock:
+            self._refresh()
+            have = {e.name for e in self._entries if isinstance(e, PromptStyle)}
+        return [n for n in names if n in have], [n for n in names if n not in have]
+
     def apply(self, prompt: str, negative: str, names: Iterable[str]) -> tuple[str, str]:
         """``(prompt, negative)`` with the styles ``names`` applied in order."""
         names = [n for n in names if n not in (None, "", "None")]
