@@ -125,8 +125,39 @@ def test_interrupt_stops_early_and_keeps_finished_images(engine):
     r = job.result(timeout=300)
     t.join()
     assert stopped.is_set() and r.interrupted
-    assert len(r.images) == 2 and all(p.exists() for p in r.paths)
-    assert r.seeds == [1234, 1235]
+    assert len(r.images) == 3 and all(p.exists() for p in r.paths)  # the third as far as it got, as A1111
+    assert r.seeds == [1234, 1235, 1236]
+    assert "Interrupted: step" in r.infotexts[2] and "Interrupted" not in r.infotexts[1]
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])  # x0 from step(), and from model_outputs
+def test_an_interrupted_image_is_the_estimate_as_far_as_it_got(data_dir, sampler):
+    """The image of an interrupted batch is the sampler's latest estimate of the finished image: closer to the
+    finished image the later the interrupt, saved, and marked in its infotext."""
+    from types import SimpleNamespace
+
+    from webui.engine.facade import Engine
+    from webui.engine.hooks import Hooks
+    from webui.engine.infotext import parse_infotext
+    from webui.settings import Settings
+
+    stop_at = []
+    hooks = Hooks()
+    hooks.add("step", lambda state, step, latents: state.interrupt() if stop_at and step + 1 == stop_at[0] else None,
+              0, SimpleNamespace(name="test", active=True))
+    engine = Engine(Settings(data_dir=data_dir, ckpt="tiny-sd1"), hooks=hooks)
+    try:
+        full = px(engine.generate(req(steps=12, seed=7, sampler_name=sampler)).images[0])
+        distances = []
+        for step in (2, 10):
+            stop_at[:] = [step]
+            r = engine.generate(req(steps=12, seed=7, sampler_name=sampler))
+            assert r.interrupted and len(r.images) == 1 and r.paths[0].exists()
+            assert parse_infotext(r.infotexts[0])["Interrupted"] == f"step {step} of 12"
+            distances.append(np.abs(px(r.images[0]) - full).mean())
+        assert distances[1] < distances[0] and distances[1] < 8, distances
+    finally:
+        engine.close()
 
 
 def test_skip_drops_the_current_image_and_goes_on(engine):

@@ -125,6 +125,35 @@ class StepCallback:
         return {}
 
 
+class LastDenoised:
+    """The scheduler's latest estimate of the finished latents (x0), so that an interrupted batch still gives the
+    image as far as it got (A1111 decodes its sampler's last `denoised`). diffusers' callback_on_step_end sees only
+    the noisy latents; the schedulers return x0 from step() (the multistep ones keep it in `model_outputs`), so this
+    batch's own scheduler instance has its step() wrapped: nothing shared is changed."""
+
+    def __init__(self, scheduler):
+        self.latents = None
+        self.scheduler = scheduler
+        step = scheduler.step
+
+        def recorded(*args, **kwargs):
+            out = step(*args, **kwargs)
+            self.latents = self._x0(out)
+            return out
+
+        scheduler.step = recorded
+
+    def _x0(self, out):
+        denoised = out[1] if isinstance(out, tuple) and len(out) > 1 else getattr(out, "pred_original_sample", None)
+        if denoised is None:
+            denoised = getattr(out, "denoised", None)
+        config, outputs = self.scheduler.config, getattr(self.scheduler, "model_outputs", None)
+        predicts_x0 = str(config.get("algorithm_type", "")).endswith("++") or config.get("predict_x0", False)
+        if denoised is None and outputs and outputs[-1] is not None and predicts_x0:
+            denoised = outputs[-1]
+        return denoised if denoised is not None else (out[0] if isinstance(out, tuple) else out.prev_sample)
+
+
 def prompt_encoder(model: LoadedModel) -> PromptEncoder:
     """The model's A1111-style prompt encoder (built once per model)."""
     enc = model.prompt_encoder
@@ -160,10 +189,12 @@ def pipeline_kind(model: LoadedModel, batch: Batch) -> str:
 
 def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, batch: Batch, state: JobState,
                  on_step: Callable | None = None) -> torch.Tensor | None:
-    """The sampled latents of one batch, or None when it was skipped or interrupted before finishing."""
+    """The sampled latents of one batch; when interrupted, the latents as far as they got (the last estimate of
+    the finished image; `state.interrupted` tells); None when skipped or interrupted before the first step."""
     kind = pipeline_kind(model, batch)
     pipe = pipeline_for(model, kind, device)
     pipe.scheduler = make_scheduler(spec.choice, model.scheduler_config)
+    denoised = LastDenoised(pipe.scheduler)
     # A1111 builds prompt schedules over the sampler's UNet calls (twice the steps for second-order samplers)
     conditioning = build_conditioning(prompt_encoder(model), batch.prompts, batch.negative_prompts,
                                       spec.steps * max(1, int(getattr(pipe.scheduler, "order", 1))), spec.clip_skip)
@@ -178,7 +209,9 @@ def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, b
     state.set_step(0, spec.steps if kind == "txt2img" else max(1, int(spec.steps * args["strength"])))
     pipe._interrupt = False
     out = pipe(**args)
-    return None if state.interrupted or state.skipped else out.images
+    if state.skipped:
+        return None
+    return denoised.latents if state.interrupted else out.images
 
 
 def _image_args(model: LoadedModel, device: DeviceConfig, pipe, kind: str, spec: SamplingSpec,

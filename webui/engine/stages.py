@@ -39,6 +39,7 @@ class BatchWork:
     first: int  # index of its first image in the job
     latents: object = None
     first_pass_only: bool = False  # hires fix interrupted or skipped: the first pass's images are kept
+    stopped_at: str | None = None  # interrupted while sampling: "step k of n" (the image as far as it got)
     images: list[Image.Image] = field(default_factory=list)
     contexts: list[ImageContext] = field(default_factory=list)
 
@@ -178,6 +179,8 @@ class GenerationJob:
         if work.latents is None and self.state.skipped and not self.state.interrupted:
             self.state.skipped = False
             self.result.skipped += len(work.batch.seeds)
+        elif work.latents is not None and self.state.interrupted:
+            work.stopped_at = f"step {self.state.sampling_step} of {self.state.sampling_steps}"
         return work.latents is not None
 
     def second_pass(self, work: BatchWork) -> bool:
@@ -185,6 +188,9 @@ class GenerationJob:
         or skipped, the first pass's images go on through the stages (and are saved)."""
         hires = self.plan.hires
         if hires is None:
+            return True
+        if work.stopped_at is not None:  # the first pass was interrupted: its image as far as it got
+            work.first_pass_only = True
             return True
         spec, batch = self.hr_spec, work.batch
         if hires.latent:
@@ -200,7 +206,7 @@ class GenerationJob:
         hr_networks = (self.plan.hr_prompts or self.plan.prompts).networks
         self.nets.activate(hr_networks[work.first:work.first + len(batch.seeds)])
         latents = sample_batch(self.model, self.engine.device, spec, second, self.state, self._on_step)
-        if latents is None:
+        if latents is None or self.state.interrupted:
             self.state.skipped, work.first_pass_only = False, True
             self._switch(self.first_model)  # the first pass's latents are decoded by their own model
         else:
@@ -239,6 +245,8 @@ class GenerationJob:
         for j, image in enumerate(work.images):
             k = work.first + j
             params = dict(self.base_params if work.first_pass_only else self.params, Seed=plan.seeds[k])
+            if work.stopped_at is not None:
+                params["Interrupted"] = work.stopped_at
             if self.req.subseed_strength > 0:
                 params["Variation seed"] = plan.subseeds[k]
             ctx = ImageContext(self.req, k, plan.seeds[k], plan.prompts.prompts[k],
