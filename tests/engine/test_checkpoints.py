@@ -173,3 +173,73 @@ def test_wider_unet_conv_kernels_are_read_from_the_weights(tmp_path):
     assert (unet["conv_in_kernel"], unet["conv_out_kernel"]) == (7, 5)
     assert "conv_in_kernel" not in inspect_checkpoint(write_single_file(
         make_tiny_pipeline("sd1"), tmp_path / "plain.safetensors", "sd1")).configs["unet"]
+
+
+TINY_SD1_YAML = """\
+model:
+  target: ldm.models.diffusion.ddpm.LatentDiffusion
+  params:
+    linear_start: 0.00085
+    linear_end: 0.0120
+    timesteps: 1000
+    scale_factor: 0.2
+    {parameterization}
+    unet_config:
+      target: ldm.modules.diffusionmodules.openaimodel.UNetModel
+      params:
+        image_size: 8
+        in_channels: 4
+        out_channels: 4
+        model_channels: 32
+        attention_resolutions: [1]
+        num_res_blocks: 1
+        channel_mult: [1, 2]
+        num_heads: 2
+        use_spatial_transformer: true
+        transformer_depth: 1
+        context_dim: 64
+        legacy: false
+    first_stage_config:
+      target: ldm.models.autoencoder.AutoencoderKL
+      params:
+        embed_dim: 4
+        ddconfig:
+          double_z: true
+          z_channels: 4
+          resolution: 64
+          in_channels: 3
+          out_ch: 3
+          ch: 32
+          ch_mult: [1, 1, 2, 2]
+          num_res_blocks: 1
+          attn_resolutions: []
+          dropout: 0.0
+"""
+
+
+def test_a_sidecar_yaml_config_is_used_for_what_shapes_cannot_tell(engine, data_dir, tiny_files):
+    """A1111's `name.yaml` beside `name.safetensors`: here 2 attention heads instead of SD1's 8, v-prediction and
+    another VAE scaling factor. The UNet built from it computes exactly what a diffusers UNet with 2 heads and the
+    same weights computes."""
+    from diffusers import UNet2DConditionModel
+
+    folder = data_dir / "models" / "Stable-diffusion"
+    shutil.copy(tiny_files["sd1"], folder / "heads2.safetensors")
+    (folder / "heads2.yaml").write_text(TINY_SD1_YAML.format(parameterization='parameterization: "v"'))
+    assert inspect_checkpoint(folder / "heads2.safetensors").prediction_type == "v_prediction"
+    model = engine.load_checkpoint("heads2")
+    unet = model.components["unet"]
+    assert unet.config.attention_head_dim == 2 and model.spec.prediction_type == "v_prediction"
+    assert model.components["vae"].config.scaling_factor == 0.2
+    reference = UNet2DConditionModel.from_config({**dict(unet.config), "attention_head_dim": 2})
+    reference.load_state_dict(unet.state_dict())
+    eight = UNet2DConditionModel.from_config({**dict(unet.config), "attention_head_dim": 8})
+    eight.load_state_dict(unet.state_dict())
+    x, t, text = torch.randn(1, 4, 8, 8), torch.tensor([500]), torch.randn(1, 77, 64)
+    with torch.no_grad():
+        out = unet(x, t, text).sample
+        assert torch.allclose(out, reference(x, t, text).sample, atol=1e-5)
+        assert not torch.allclose(out, eight(x, t, text).sample, atol=1e-3)  # the heads matter
+    (folder / "heads2.yaml").write_text("model: [not, a, mapping")
+    with pytest.raises(CheckpointLoadError, match="heads2.yaml"):
+        inspect_checkpoint(folder / "heads2.safetensors")

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 
 from webui import resources
 from webui.engine.checkpoints import family as fam
+from webui.engine.checkpoints.sidecar import apply_sidecar
 from webui.engine.errors import EngineError
 from webui.engine.requests import NotFoundError
 
@@ -134,8 +135,8 @@ def inspect_checkpoint(path: Path) -> fam.ModelSpec:
         sd, meta = read_state_dict(path)
         shapes = {k: tuple(v.shape) for k, v in sd.items()}
     try:
-        return fam.detect(shapes, meta)
-    except fam.UnknownModelError as exc:
+        return apply_sidecar(fam.detect(shapes, meta), path)
+    except (fam.UnknownModelError, EngineError) as exc:
         raise _fail(path, str(exc)) from exc
 
 
@@ -149,8 +150,8 @@ def load_single_file(path: Path, dtype: torch.dtype, reuse: dict | None = None) 
     """
     sd, meta = read_state_dict(path)
     try:
-        spec = fam.detect({k: tuple(v.shape) for k, v in sd.items()}, meta)
-    except fam.UnknownModelError as exc:
+        spec = apply_sidecar(fam.detect({k: tuple(v.shape) for k, v in sd.items()}, meta), path, sd)
+    except (fam.UnknownModelError, EngineError) as exc:
         raise _fail(path, str(exc)) from exc
     reuse = reuse if reuse and reuse.get("_config_key") == spec.config_key() else {}
     try:
