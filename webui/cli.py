@@ -5,7 +5,10 @@ import argparse
 import logging
 import sys
 
-from webui.flags import build_parser, settings_from_args
+from webui.flags import build_parser, ignored_notice, parse_command_line, settings_from_args
+
+log = logging.getLogger(__name__)
+__all__ = ["build_parser", "main", "run_generate", "settings_from_args"]
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -22,6 +25,8 @@ def run_generate(args: argparse.Namespace) -> int:
         print(notice, file=sys.stderr)
     engine = Engine(settings, hooks=load_extensions(settings).hooks)
     try:
+        if args.vae_path:
+            engine.select_vae(str(args.vae_path))
         model = engine.load_checkpoint(args.ckpt)
         print(f"Model: {model.title} ({model.spec.label}) on {engine.device.describe()}", file=sys.stderr)
         init = [Image.open(args.init_image)] if args.init_image else []
@@ -63,9 +68,13 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, environ=None) -> int:
+    """`argv` (default: sys.argv) after the flags in COMMANDLINE_ARGS of `environ` (default: os.environ)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(argv, environ)
+    notice = ignored_notice(args)
+    if notice:
+        log.warning(notice)
     if args.command == "generate":
         return run_generate(args)
     from webui.server import serve  # the web UI and the API

@@ -8,13 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
-from webui.flags import settings_from_args
+from webui.flags import bind_host, cmd_flags, exposure, settings_from_args
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = "64mb"
+RESTART_EXIT_CODE = 75  # what /sdapi/v1/server-restart exits with, for a supervisor to start the app again
 Credentials = list[tuple[str, str]]
 
 
@@ -54,7 +56,7 @@ def credentials_from_args(args) -> tuple[Credentials, Credentials]:
 
 def security_warnings(args, ui_auth: Credentials, api_auth: Credentials) -> list[str]:
     out = []
-    exposed = [name for name, on in (("--listen", args.listen), ("--share", args.share)) if on]
+    exposed = exposure(args)
     if exposed and not ui_auth and not args.nowebui:
         out.append(f"{' and '.join(exposed)} without --auth: ANYONE who can reach this machine can use the UI, "
                    "generate images and read your outputs. Add --auth user:password.")
@@ -71,9 +73,32 @@ def loud(lines: list[str]) -> None:
     print(f"{bar}\n", file=sys.stderr, flush=True)
 
 
+class ServerControl:
+    """What /sdapi/v1/server-stop, -kill and -restart (--api-server-stop) do to the uvicorn server that runs the
+    app (`server`, set once it exists): stop it, and say with what status the process should exit."""
+
+    def __init__(self):
+        self.server = None
+        self.exit_code = 0
+
+    @property
+    def restartable(self) -> bool:
+        """As A1111: only when the one who started the app says it will start it again (SD_WEBUI_RESTART)."""
+        return bool(os.environ.get("SD_WEBUI_RESTART"))
+
+    def request(self, how: str) -> None:
+        """how: "stop" lets open requests finish (3 s at most), "kill" does not, "restart" stops with exit code 75."""
+        if self.server is None:
+            return
+        log.warning("server %s asked for through the API", how)
+        self.exit_code = RESTART_EXIT_CODE if how == "restart" else 0
+        self.server.force_exit = how == "kill"
+        self.server.should_exit = True
+
+
 def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth: Credentials, extensions=None):
     """The FastAPI app with the API (when asked) and the UI mounted, behind the web guard; also returns the UI
-    context (or None)."""
+    context (or None). `app.state.server_control` is what the server-* routes act on."""
     from fastapi import FastAPI
     from starlette.middleware.cors import CORSMiddleware
 
@@ -82,12 +107,17 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
     api = bool(args.api or args.nowebui)
     app = FastAPI(title="Latent Studio", docs_url="/docs" if api else None, redoc_url=None,
                   openapi_url="/openapi.json" if api else None)
+    app.state.server_control = control = ServerControl()
     if api:
         try:
             from webui.api import mount_api
         except ImportError as exc:
             raise FlagError(f"the REST API is not available in this build ({exc})") from exc
-        mount_api(app, engine, extensions=extensions)  # the web guard asks for the API log-in, once
+        # the web guard asks for the API log-in, once
+        mount_api(app, engine, extensions=extensions, flags=cmd_flags(args),
+                  server_control=control if args.api_server_stop else None)
+    else:
+        app.add_api_route("/internal/ping", lambda: {}, methods=["GET"], include_in_schema=False)  # as A1111's UI
     mount_extension_routes(app, extensions)
     origins = [o.strip() for o in (getattr(args, "cors_allow_origins", None) or "").split(",") if o.strip()]
     regex = getattr(args, "cors_allow_origins_regex", None)
@@ -101,8 +131,52 @@ def create_app(args, engine, notice: str | None, ui_auth: Credentials, api_auth:
     if not args.nowebui:
         ctx = _mount_ui(app, engine, notice, args, ui_auth, extensions)
         guard.gradio_app = _gradio_app(app)
+        if args.theme:
+            app.add_middleware(ThemeRedirect, theme=args.theme)
     app.add_middleware(WebGuard, config=guard)
+    if args.api_log:
+        app.add_middleware(ApiLog)  # outside the guard: refused requests are logged too
     return app, ctx
+
+
+class ThemeRedirect:
+    """--theme: the UI page opened without a colour scheme is sent to Gradio's `?__theme=` for the chosen one."""
+
+    def __init__(self, app, theme: str):
+        self.app, self.theme = app, theme
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/" and b"__theme=" not in scope.get("query_string", b""):
+            from starlette.responses import RedirectResponse
+
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = f"/?{query + '&' if query else ''}__theme={self.theme}"
+            return await RedirectResponse(target, status_code=307)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class ApiLog:
+    """--api-log: one log line per API request, as A1111 prints them (status, method, path, client, time)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(("/sdapi/", "/internal/")):
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            client = (scope.get("client") or ("unknown",))[0]
+            log.info("API %s %s %s %s %.3fs", status[0], scope["method"], scope["path"], client,
+                     time.perf_counter() - start)
 
 
 def _mount_ui(app, engine, notice: str | None, args, ui_auth: Credentials, extensions):
@@ -110,7 +184,9 @@ def _mount_ui(app, engine, notice: str | None, args, ui_auth: Credentials, exten
 
     from webui.ui import CSS, HEAD, THEME, UiContext, build_ui
 
-    ctx = UiContext(engine, notice=notice, exposed=bool(args.listen or args.share), extensions=extensions)
+    # "exposed" forbids installing extensions from URLs; A1111's --enable-insecure-extension-access allows it
+    exposed = bool(exposure(args)) and not args.enable_insecure_extension_access
+    ctx = UiContext(engine, notice=notice, exposed=exposed, extensions=extensions)
     blocks = build_ui(ctx)
     blocks.queue(default_concurrency_limit=4, max_size=max(64, engine.settings.queue_size * 4))
     settings = engine.settings
@@ -161,7 +237,10 @@ def serve(args) -> int:
     except FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    host = bind_host(args)
+    if bool(args.tls_keyfile) != bool(args.tls_certfile):
+        print("error: HTTPS needs both --tls-keyfile and --tls-certfile", file=sys.stderr)
+        return 2
     warnings = security_warnings(args, ui_auth, api_auth)
     if warnings:
         loud(warnings)
@@ -174,6 +253,13 @@ def serve(args) -> int:
         engine = Engine(settings, hooks=extensions.hooks)
     except Exception as exc:  # noqa: BLE001 - e.g. --device cuda on a machine without CUDA
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.vae_path:
+            engine.select_vae(str(args.vae_path))
+    except Exception as exc:  # noqa: BLE001 - a VAE file that is missing or does not load
+        print(f"error: --vae-path: {exc}", file=sys.stderr)
+        engine.close()
         return 2
     try:
         app, ctx = create_app(args, engine, notice, ui_auth, api_auth, extensions)
@@ -191,20 +277,23 @@ def serve(args) -> int:
 
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
+    tls = dict(ssl_keyfile=str(args.tls_keyfile), ssl_certfile=str(args.tls_certfile)) if args.tls_certfile else {}
+    config = uvicorn.Config(app, host=host, port=args.port, log_level="warning", timeout_graceful_shutdown=3,
+                            timeout_keep_alive=args.timeout_keep_alive, **tls)
+    server = app.state.server_control.server = uvicorn.Server(config)
     shown = "localhost" if host == "127.0.0.1" else host
+    url = f"{'https' if tls else 'http'}://{shown}:{args.port}"
     what = "API" if args.nowebui else "Web UI"
-    print(f"Latent Studio {what} on http://{shown}:{args.port}  (device: {engine.device.describe()})", flush=True)
+    print(f"Latent Studio {what} on {url}  (device: {engine.device.describe()})", flush=True)
     if args.api and not args.nowebui:
-        print(f"REST API on http://{shown}:{args.port}/sdapi/v1  (docs: /docs)", flush=True)
+        print(f"REST API on {url}/sdapi/v1  (docs: /docs)", flush=True)
     if args.share:
         _start_share(server, host, args.port)
     try:
         server.run()
     finally:
         engine.close()
-    return 0
+    return app.state.server_control.exit_code
 
 
 def _load_quietly(engine) -> None:

@@ -24,7 +24,7 @@ from starlette.requests import cookie_parser
 from webui.auth import Credentials, LoginThrottle, basic_credentials, credentials_match
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-API_PREFIXES = ("/sdapi/", "/docs", "/openapi.json", "/ext/")
+API_PREFIXES = ("/sdapi/", "/internal/", "/docs", "/openapi.json", "/ext/")
 # What the login page needs before anyone has logged in. /config stays with Gradio: it answers 401 with the
 # message the login page shows.
 PUBLIC_PATHS = ("/", "/login", "/login/", "/logout", "/logout/", "/config", "/config/", "/favicon.ico",

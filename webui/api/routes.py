@@ -12,7 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.background import BackgroundTask
 
 from webui.api import registries, schemas, translate
 from webui.api.errors import ApiError, ApiRoute
@@ -41,9 +43,12 @@ def _basic_auth(credentials: list[tuple[str, str]]):
 
 
 class SdApi:
-    def __init__(self, engine, auth: list[tuple[str, str]] | None = None, extensions=None):
+    def __init__(self, engine, auth: list[tuple[str, str]] | None = None, extensions=None, flags: dict | None = None,
+                 server_control=None):
         self.engine = engine
         self.extension_manager = extensions
+        self.flags = dict(flags or {})
+        self.server_control = server_control
         self.options = ApiOptions(engine)
         deps = [Depends(_basic_auth(auth))] if auth else []
         self.router = APIRouter(prefix=PREFIX, tags=["sdapi"], route_class=ApiRoute, dependencies=deps,
@@ -83,8 +88,14 @@ class SdApi:
         r("/refresh-checkpoints", self.refresh_checkpoints, methods=["POST"])
         r("/refresh-vae", self.refresh_vae, methods=["POST"])
         r("/refresh-loras", self.refresh_loras, methods=["POST"])
+        r("/refresh-embeddings", self.refresh_embeddings, methods=["POST"])
+        r("/sd-modules", self.sd_modules, methods=["GET"], response_model=list[schemas.SDVaeItem])
         r("/unload-checkpoint", self.unload_checkpoint, methods=["POST"])
         r("/reload-checkpoint", self.reload_checkpoint, methods=["POST"])
+        if server_control is not None:  # A1111's --api-server-stop; without it these paths are 404s
+            r("/server-stop", self.server_stop, methods=["POST"])
+            r("/server-kill", self.server_kill, methods=["POST"])
+            r("/server-restart", self.server_restart, methods=["POST"])
 
     # ---- generation --------------------------------------------------------------------------------------
     async def txt2img(self, body: schemas.Txt2ImgRequest, request: Request) -> dict:
@@ -153,21 +164,47 @@ class SdApi:
         return {}
 
     def cmd_flags(self) -> dict:
+        """A1111's flag names with the values in effect: those Settings hold, then the launch flags the server
+        passed in (`flags`, without log-ins)."""
         s = self.engine.settings
 
         def text(p):
             return None if p is None else str(p)
 
+        def first(paths, default=None):
+            return text(paths[0]) if paths else text(default)
+
         return {
-            "data_dir": text(s.data_dir), "models_dir": text(s.models_dir),
-            "ckpt_dir": text(s.ckpt_dirs[0]) if s.ckpt_dirs else None,
-            "vae_dir": text(s.vae_dirs[0]) if s.vae_dirs else None,
-            "lora_dir": text(s.lora_dirs[0]) if s.lora_dirs else text(s.models_root / "Lora"),
-            "embeddings_dir": text(s.embeddings_path), "ckpt": s.ckpt, "device": s.device,
-            "precision": s.precision, "no_half": s.precision == "fp32", "xformers": s.xformers,
-            "medvram": s.medvram, "lowvram": s.lowvram, "opt_split_attention": s.attention_slicing,
-            "api": True, "api_auth": None,  # never echo credentials
+            "data_dir": text(s.data_dir), "models_dir": text(s.models_dir), "ckpt_dir": first(s.ckpt_dirs),
+            "vae_dir": first(s.vae_dirs), "lora_dir": first(s.lora_dirs, s.models_root / "Lora"),
+            "embeddings_dir": text(s.embeddings_path),
+            "gfpgan_models_path": first(s.gfpgan_dirs, s.models_root / "GFPGAN"),
+            "codeformer_models_path": first(s.codeformer_dirs, s.models_root / "Codeformer"),
+            "esrgan_models_path": first(s.upscaler_dirs, s.models_root / "ESRGAN"), "ckpt": s.ckpt,
+            "device": s.device, "precision": "full" if s.precision == "fp32" else "autocast",
+            "no_half": s.precision == "fp32", "xformers": s.xformers, "medvram": s.medvram, "lowvram": s.lowvram,
+            "opt_split_attention": s.attention_slicing, "freeze_settings": s.freeze_settings,
+            "hide_ui_dir_config": s.lock_folders, "api": True, "api_auth": None,  # never echo credentials
+            **self.flags,
         }
+
+    # ---- server control (--api-server-stop) ---------------------------------------------------------------
+    def server_stop(self) -> PlainTextResponse:
+        return self._after_answer("Stopping.", "stop")
+
+    def server_kill(self) -> PlainTextResponse:
+        return self._after_answer("Killing.", "kill")
+
+    def server_restart(self) -> PlainTextResponse:
+        """As A1111: only when something will start the server again (`server_control.restartable`), else 501."""
+        if not self.server_control.restartable:
+            raise ApiError(501, "not restartable: nothing would start the server again (set SD_WEBUI_RESTART when "
+                                "a supervisor restarts it on exit code 75)")
+        return self._after_answer("Restarting.", "restart")
+
+    def _after_answer(self, text: str, how: str) -> PlainTextResponse:
+        """The answer goes out first; then the server stops (`server_control.request(how)`)."""
+        return PlainTextResponse(text, background=BackgroundTask(self.server_control.request, how))
 
     # ---- lists ---------------------------------------------------------------------------------------------
     def samplers(self) -> list[dict]:
@@ -250,6 +287,14 @@ class SdApi:
         registries.refresh(self.engine, "loras")
         return {}
 
+    def refresh_embeddings(self) -> dict:
+        registries.refresh(self.engine, "embeddings")
+        return {}
+
+    def sd_modules(self) -> list[dict]:
+        """A1111 lists the VAE (and text encoder) modules it can load separately; for SD1/SD2/SDXL: the VAEs."""
+        return registries.vaes(self.engine)
+
     def unload_checkpoint(self) -> dict:
         self.engine.unload_checkpoint()
         return {}
@@ -288,6 +333,11 @@ class SdApi:
         """As A1111 answers: each image with its own infotext, and the postprocessing in a text chunk of its own."""
         extra = {"postprocessing": result.post} if result.post else None
         return [encode_png(image, source or None, extra) for image, source in zip(result.images, result.sources)]
+
+
+def ping() -> dict:
+    """A1111's liveness check: an empty object once the server answers."""
+    return {}
 
 
 def _html(post: str) -> str:
@@ -333,10 +383,14 @@ def _cuda(engine) -> dict:
         return {"error": str(exc)}
 
 
-def mount_api(app: FastAPI, engine, auth: list[tuple[str, str]] | None = None, extensions=None) -> SdApi:
-    """Add the /sdapi/v1 routes to `app` (HTTP Basic on every route when `auth` is given). Call it before the
-    Gradio UI is mounted at "/", so these routes are matched first."""
-    api = SdApi(engine, auth, extensions)
+def mount_api(app: FastAPI, engine, auth: list[tuple[str, str]] | None = None, extensions=None,
+              flags: dict | None = None, server_control=None) -> SdApi:
+    """Add the /sdapi/v1 routes and /internal/ping to `app` (HTTP Basic on every /sdapi/v1 route when `auth` is
+    given). Call it before the Gradio UI is mounted at "/", so these routes are matched first. `flags`: the launch
+    flags for /cmd-flags; `server_control` (with `.restartable` and `.request("stop" | "kill" | "restart")`): serve
+    /server-stop, /server-kill and /server-restart, as A1111's --api-server-stop."""
+    api = SdApi(engine, auth, extensions, flags, server_control)
     app.include_router(api.router)
+    app.add_api_route("/internal/ping", ping, methods=["GET"], tags=["internal"])
     app.state.sdapi = api
     return api
