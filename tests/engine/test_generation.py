@@ -193,3 +193,24 @@ def test_native_size_is_the_default(engine):
 def test_request_validation_messages():
     with pytest.raises(RequestError, match="denoising_strength"):
         GenerationRequest(init_images=[Image.new("RGB", (8, 8))], denoising_strength=2).validate(2048, 10)
+
+
+def test_an_fp16_vae_that_overflows_is_decoded_in_fp32_and_stays_fp16(engine, caplog):
+    """A VAE whose fp16 activations overflow (here: a decoder input conv scaled so fp16 gives inf) decodes in fp32
+    from then on, while its own dtype stays fp16: the pipelines that encode init images with it keep working."""
+    import torch
+
+    from webui.engine.generation import decode_latents
+
+    model = engine.load_checkpoint("tiny-sd1")
+    vae = model.components["vae"]
+    with torch.no_grad():
+        vae.decoder.conv_in.weight.mul_(3e4)
+    vae.half()
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    images = decode_latents(model, latents, engine.device)
+    assert len(images) == 2 and all(np.asarray(im).std() > 0 for im in images)  # no black (NaN) image
+    assert vae.dtype == torch.float16 and vae in model.fp32_vaes
+    assert caplog.text.count("decoding with this VAE in fp32") == 1
+    again = decode_latents(model, latents, engine.device)
+    assert np.array_equal(np.asarray(again[0]), np.asarray(images[0]))

@@ -318,16 +318,24 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConf
         vae.disable_tiling()
     out = []
     for lat in latents:
-        img = _decode_one(vae, lat[None])
-        if not bool(torch.isfinite(img).all()) and vae.dtype == torch.float16:
-            log.warning("VAE produced NaNs in fp16; switching this VAE to fp32")
-            vae.to(torch.float32)
-            img = _decode_one(vae, lat[None])
+        img = _decode_one(vae, lat[None], fp32=vae in model.fp32_vaes)
+        if not bool(torch.isfinite(img).all()) and vae.dtype == torch.float16 and vae not in model.fp32_vaes:
+            log.warning("VAE produced NaNs in fp16; decoding with this VAE in fp32 from now on")
+            model.fp32_vaes.add(vae)
+            img = _decode_one(vae, lat[None], fp32=True)
         out.append(to_pil(screen_image(img, in_use or model.title, warnings))[0])
     return out
 
 
-def _decode_one(vae, lat: torch.Tensor) -> torch.Tensor:
+def _decode_one(vae, lat: torch.Tensor, fp32: bool = False) -> torch.Tensor:
+    """One decode; `fp32`: an fp16 VAE upcast for this decode only, so its dtype stays what the pipelines (which
+    encode init images with it) expect."""
+    if fp32 and vae.dtype == torch.float16:
+        vae.to(torch.float32)
+        try:
+            return _decode_one(vae, lat)
+        finally:
+            vae.to(torch.float16)
     param = next(vae.parameters())
     lat = lat.to(param.device if param.device.type != "meta" else lat.device, vae.dtype)
     scale = vae.config.scaling_factor

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class LoadedModel:
     loras: Any = None  # networks.lora.ModelLoras: LoRA adapters loaded into this model (ModelLoras.of)
     embeddings: Any = None  # networks.embeddings.ModelEmbeddings: textual-inversion vectors in its tokenizers
     preview_map: PreviewMap | None = None  # latent -> RGB map for live previews, fitted to the current VAE
+    fp32_vaes: Any = field(default_factory=weakref.WeakSet)  # VAEs that make NaNs in fp16: decoded in fp32
 
     @property
     def family(self) -> str:
