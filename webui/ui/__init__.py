@@ -54,6 +54,8 @@ CSS = """
                        padding: 4px 6px !important; vertical-align: top; }
 .ls-kv th { text-align: left; white-space: nowrap; font-weight: 600; }
 .ls-kv td { word-break: break-word; }
+#pnginfo_table table, #pnginfo_table tr, #pnginfo_table tbody { border: none !important; }
+#pnginfo_table th { width: 30%; }
 .ls-align-end { align-items: flex-end !important; }
 .ls-inline-btn { align-self: flex-end !important; flex-grow: 0 !important; min-height: 40px; max-height: 44px;
                  margin-bottom: 4px; white-space: nowrap; }
@@ -133,10 +135,15 @@ def _wire(ctx: UiContext, header, panels: dict[str, GenerationPanel], tabs: gr.T
         return [*t2i.paste_values(rec["infotext"]), gr.Tabs(selected="txt2img")]
 
     for panel in panels.values():
-        panel.send_img2img_btn.click(send_to_img2img, [panel.records, panel.selected],
-                                     [*i2i.paste_outputs(), i2i.init_editor, tabs], **private)
-    i2i.send_txt2img_btn.click(send_to_txt2img, [i2i.records, i2i.selected], [*t2i.paste_outputs(), tabs],
-                               **private)
+        i2i.on_paste(panel.send_img2img_btn.click, send_to_img2img, [panel.records, panel.selected],
+                     [i2i.init_editor, tabs])
+    t2i.on_paste(i2i.send_txt2img_btn.click, send_to_txt2img, [i2i.records, i2i.selected], [tabs])
+    # pasted parameters that name a checkpoint or VAE switch to it as the header's dropdowns do
+    for panel in panels.values():
+        for event in panel.paste_events:
+            event.then(header.apply_pasted, [panel.paste_target, header.native],
+                       [header.checkpoint, header.model_status, header.message, header.native, header.vae,
+                        panel.paste_target], show_progress="hidden", concurrency_limit=None, **private)
 
     # the LoRA tab inserts into the prompt box focused last
     for label, box in (("txt2img prompt", t2i.prompt), ("txt2img negative", t2i.negative),

@@ -20,7 +20,8 @@ from webui.engine import (LATENT_MODES, MASKED_CONTENT, RESIZE_MODES, Checkpoint
                           QueueFullError, RequestError, SamplerError)
 from webui.engine.samplers import sampler_names, schedule_names
 from webui.ui.context import UiContext
-from webui.ui.params import fields_from_infotext
+from webui.ui.params import has_parameters
+from webui.ui.recall import recall
 
 POLL_SECONDS = 0.3
 ZERO_TOKENS = '<span class="ls-count">0/75</span>'
@@ -101,6 +102,7 @@ class GenerationPanel:
         self.ctx = ctx
         self.mode = mode
         self.fields: dict[str, gr.components.Component] = {}
+        self.paste_events: list = []  # events that paste parameters here (the header then switches the model)
 
     # ---- layout ---------------------------------------------------------------------------------------
     def build(self) -> "GenerationPanel":
@@ -125,6 +127,9 @@ class GenerationPanel:
                 with gr.Row(elem_classes="ls-tight"):
                     self.interrupt_btn = gr.Button("Interrupt", size="sm", elem_id=f"{m}_interrupt", min_width=80)
                     self.skip_btn = gr.Button("Skip", size="sm", elem_id=f"{m}_skip", min_width=80)
+                # A1111's ↙ (its elem_id is "paste" on both tabs; here img2img's is "img2img_paste", ids are unique)
+                self.paste_btn = gr.Button("↙ Read parameters from prompt", size="sm",
+                                           elem_id="paste" if m == "txt2img" else "img2img_paste")
                 self.styles = gr.Dropdown(choices=styles, value=[], multiselect=True, label="Styles",
                                           elem_id=f"{m}_styles")
                 self.apply_styles_btn = gr.Button("Apply styles to prompt", size="sm", elem_id=f"{m}_apply_styles")
@@ -194,6 +199,7 @@ class GenerationPanel:
                 self.infotext = gr.Textbox(label="Generation parameters", lines=4, max_lines=12, interactive=False,
                                            elem_id=f"{m}_infotext", buttons=["copy"])
         self.records = gr.State([])  # [{path, infotext, seed, subseed, image}] of the last result
+        self.paste_target = gr.State(None)  # {"checkpoint", "vae"} a paste names, for the header to switch to
         self.selected = gr.State(0)
         self.job_id = gr.State(None)
         self.fields = {
@@ -202,9 +208,11 @@ class GenerationPanel:
             "width": self.width, "height": self.height, "subseed": self.subseed,
             "subseed_strength": self.subseed_strength, "clip_skip": self.clip_skip,
         }
-        self.fields.update(tiling=self.tiling, restore_faces=self.restore_faces)
+        self.fields.update(tiling=self.tiling, restore_faces=self.restore_faces, styles=self.styles)
         if m == "img2img":
-            self.fields["denoising_strength"] = self.denoising
+            self.fields.update(denoising_strength=self.denoising, mask_blur=self.mask_blur, mask_mode=self.mask_mode,
+                               masked_content=self.masked_content, inpaint_area=self.inpaint_area,
+                               inpaint_padding=self.padding)
         else:
             self.fields.update(enable_hr=self.enable_hr, denoising_strength=self.denoising, **self.hires)
         self._wire()
@@ -296,6 +304,7 @@ class GenerationPanel:
                                   show_progress="hidden", api_visibility="private")
         self.gallery.select(self._select, self.records, [self.infotext, self.selected], queue=False,
                             show_progress="hidden", api_visibility="private")
+        self.on_paste(self.paste_btn.click, self.paste_from_prompt, [self.prompt, self.infotext])
         self.apply_styles_btn.click(self._apply_styles, [self.prompt, self.negative, self.styles],
                                     [self.prompt, self.negative, self.styles, self.status], queue=False,
                                     show_progress="hidden", api_visibility="private")
@@ -446,14 +455,33 @@ class GenerationPanel:
 
     # ---- pasting parameters ---------------------------------------------------------------------------
     def paste_outputs(self) -> list:
-        return [*self.fields.values(), self.variation]
+        return [*self.fields.values(), self.variation, self.status, self.paste_target]
 
     def paste_values(self, infotext: str | None) -> list:
-        """Values for `paste_outputs()` from an infotext (fields it does not mention are left alone); the
-        variation-seed section opens when the pasted strength is above 0."""
-        values = fields_from_infotext(infotext)
+        """Values for `paste_outputs()` from an infotext (fields it does not mention are left alone): the
+        variation-seed section opens when the pasted strength is above 0, the status line says what could not be
+        restored, and `paste_target` names the checkpoint and VAE to switch to."""
+        if not has_parameters(infotext):
+            note = status_html("No generation parameters found: paste an image's infotext (prompt, then a line "
+                               "like 'Steps: 20, Sampler: Euler a, ...') into the prompt box", "warn")
+            return [*[gr.skip()] * (len(self.fields) + 1), note, None]
+        rec = recall(infotext, self.ctx.engine, self.mode, self.fields)
+        values = rec.fields
         opened = gr.Accordion(open=True) if values.get("subseed_strength", 0) > 0 else gr.skip()
-        return [*(values.get(key, gr.skip()) for key in self.fields), opened]
+        text, kind = rec.notice()
+        return [*(values.get(key, gr.skip()) for key in self.fields), opened, status_html(text, kind),
+                {"checkpoint": rec.checkpoint, "vae": rec.vae}]
+
+    def paste_from_prompt(self, prompt: str | None, last: str | None) -> list:
+        """↙: the infotext pasted into the prompt box; with an empty box, the last result's parameters."""
+        return self.paste_values(prompt if (prompt or "").strip() else last)
+
+    def on_paste(self, trigger, fn, inputs, extra_outputs=()):
+        """Wire an event that pastes parameters here: `fn` returns `paste_values(...)` and then one value per
+        extra output. `webui.ui.build_ui` chains the header's checkpoint/VAE switch to each of these events."""
+        event = trigger(fn, inputs, [*self.paste_outputs(), *extra_outputs], api_visibility="private")
+        self.paste_events.append(event)
+        return event
 
 
 def _short(path: Path, root: Path) -> str:

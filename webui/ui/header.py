@@ -121,6 +121,24 @@ class Header:
         yield [gr.update(choices=self.titles(), value=self.active_title()), self.status_html(),
                self.message_update(error), native, *size_updates]
 
+    def apply_pasted(self, target, native):
+        """After a paste: load the checkpoint and select the VAE it named, as choosing them in the dropdowns does.
+        The pasted width/height stay (the native-size state moves to the new model). Outputs: checkpoint, model
+        status, message, native, VAE, and the paste target, consumed (None)."""
+        target = target or {}
+        title, error = target.get("checkpoint"), None
+        if title and title != self.active_title():
+            self.ctx.begin_load(title)
+            yield [gr.skip(), self.status_html(), gr.update(value="", visible=False), native, gr.skip(), None]
+            error = self.ctx.load_checkpoint(title)
+            native = list(self.native_size() or ()) or native
+        vae, message = gr.skip(), self.message_update(error)
+        if target.get("vae"):
+            vae, vae_message = self.select_vae(target["vae"])
+            message = message if error else vae_message
+        yield [gr.update(choices=self.titles(), value=self.active_title()), self.status_html(), message, native, vae,
+               None]
+
     def current(self):
         return gr.update(choices=self.titles(), value=self.active_title()), self.status_html()
 

@@ -81,12 +81,11 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel], tabs: gr.Tabs) -> 
     refresh_btn.click(show, [mode, day], outs, api_visibility="private")
     gallery.select(select, files_state, [path_box, info], api_visibility="private")
     t2i, i2i = panels["txt2img"], panels["img2img"]
-    to_t2i.click(lambda t: [*t2i.paste_values(t), gr.Tabs(selected="txt2img")], info, [*t2i.paste_outputs(), tabs],
-                 api_visibility="private")
+    t2i.on_paste(to_t2i.click, lambda t: [*t2i.paste_values(t), gr.Tabs(selected="txt2img")], info, [tabs])
 
     def send_i2i(t, p):
         editor = {"background": p, "layers": [], "composite": p} if p else gr.skip()
         return [*i2i.paste_values(t), editor, gr.Tabs(selected="img2img")]
 
-    to_i2i.click(send_i2i, [info, path_box], [*i2i.paste_outputs(), i2i.init_editor, tabs], api_visibility="private")
+    i2i.on_paste(to_i2i.click, send_i2i, [info, path_box], [i2i.init_editor, tabs])
     tab.select(show, [mode, day], outs, api_visibility="private")  # read the folder when the tab opens
