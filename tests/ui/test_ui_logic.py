@@ -385,3 +385,22 @@ def test_extras_tab_upscales_saves_and_refuses_clearly(engine, tmp_path):
         assert "ls-error" in message and "--listen" in message
     finally:
         engine.settings.lock_folders = False
+
+
+def test_an_interrupted_job_keeps_the_previous_result_or_shows_its_partial_image(engine):
+    import gradio as gr
+
+    from webui.engine.requests import GenerationResult
+    from webui.ui.context import UiContext
+    from webui.ui.generation import GenerationPanel
+
+    with gr.Blocks():
+        p = GenerationPanel(UiContext(engine), "txt2img").build()
+    empty = p._finish(GenerationResult(interrupted=True), 0.5)
+    assert p.records not in empty and p.infotext not in empty  # the last result stays on screen
+    assert empty[p.gallery]["__type__"] == "update" and "value" not in empty[p.gallery]
+    assert "Interrupted: kept 0 images" in empty[p.status]
+    partial = GenerationResult(images=[Image.new("RGB", (8, 8))], seeds=[4], interrupted=True,
+                               infotexts=["a cat\nSteps: 20, Seed: 4, Interrupted: step 7 of 20"])
+    shown = p._finish(partial, 0.5)
+    assert len(shown[p.records]) == 1 and "(1 as far as it got)" in shown[p.status]

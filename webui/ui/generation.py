@@ -434,7 +434,9 @@ class GenerationPanel:
         msg = f"{n} image{'s' if n != 1 else ''} in {seconds:.1f} s"
         kind = "ok"
         if result.interrupted:
-            msg = f"Interrupted: kept {n} finished image{'s' if n != 1 else ''}"
+            partial = sum("Interrupted: step" in info for info in result.infotexts)
+            msg = f"Interrupted: kept {n} image{'s' if n != 1 else ''}" + \
+                (f" ({partial} as far as it got)" if partial else "")
             kind = "warn"
         if result.skipped:
             msg += f" · skipped {result.skipped}"
@@ -443,6 +445,9 @@ class GenerationPanel:
             msg += f" · saved in {_short(folder, self.ctx.engine.settings.outputs_path)}"
         for w in result.warnings:
             msg += f" · {w}"
+        if not records:  # nothing made (interrupted while waiting): the previous result stays on screen
+            return {self.status: status_html(msg, kind), self.preview: gr.update(visible=False, value=None),
+                    self.gallery: gr.update(visible=True), self.job_id: None}
         return {
             self.status: status_html(msg, kind, 1.0 if not result.interrupted else None),
             self.preview: gr.update(visible=False, value=None),
