@@ -23,7 +23,7 @@ from webui.api.options import ApiOptions
 from webui.auth import credentials_match
 from webui.engine.infotext import parse_infotext
 from webui.engine import LATENT_MODES, ExtrasRequest
-from webui.engine.samplers import SAMPLERS, schedule_names
+from webui.engine.samplers import sampler_items, schedule_items
 
 log = logging.getLogger(__name__)
 
@@ -208,21 +208,10 @@ class SdApi:
 
     # ---- lists ---------------------------------------------------------------------------------------------
     def samplers(self) -> list[dict]:
-        return [{"name": s.name, "aliases": list(s.aliases),
-                 "options": {k: str(v) for k, v in {"scheduler": s.default_schedule, **s.options}.items()}}
-                for s in SAMPLERS]
+        return sampler_items()
 
     def schedulers(self) -> list[dict]:
-        from webui.engine.infotext import SCHEDULER_NAMES
-
-        by_label = {label: (name, aliases) for name, label, aliases in SCHEDULER_NAMES}
-        out = []
-        for label in schedule_names():
-            name, aliases = by_label.get(label, (label.lower().replace(" ", "_"), ()))
-            out.append({"name": name, "label": label, "aliases": list(aliases) or None,
-                        "default_rho": 7.0 if label == "Karras" else -1.0,
-                        "need_inner_model": label in ("SGM Uniform", "Normal", "Beta")})
-        return out
+        return schedule_items()
 
     def upscalers(self) -> list[dict]:
         self.engine.list_upscalers(refresh=True)  # a folder scan: files added since start are listed
