@@ -76,6 +76,11 @@ class ExtensionContext:
         """fn(request) -> {key: value} added to every image's infotext."""
         self._m.hooks.add("infotext", fn, order, self._ext)
 
+    def script(self, script: Any, order: int = 0) -> None:
+        """A script for the Script dropdown and the API's script_name (webui/engine/scripts/base.py: `title`,
+        `modes`, `args(ctx, mode)`, optional `check(ctx, request, args)`, `run(ctx, request, args)`)."""
+        self._m.hooks.add("script", script, order, self._ext)
+
     # UI, API, settings ----------------------------------------------------------------------------
     def ui_tab(self, title: str, build: Callable[[Any], None]) -> None:
         """build(engine) is called inside a gradio Tab of that title."""

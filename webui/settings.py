@@ -61,6 +61,8 @@ class Settings:
     upscaler_tile_overlap: int = 8
     face_restoration_model: str = "CodeFormer"  # what restore_faces uses: CodeFormer, GFPGAN or RestoreFormer
     code_former_weight: float = 0.5  # CodeFormer's fidelity: 0 = the model's face, 1 = closest to the input
+    grid_save: bool = True  # A1111's grid_save: save grids (a batch's, the scripts') in outputs/<mode>-grids/
+    return_grid: bool = True  # A1111's return_grid: show a batch's grid first among the results
     # who may change settings while running (from flags, never from the file): --freeze-settings freezes all;
     # folders are also locked when the server is reachable from other machines or with --hide-ui-dir-config
     freeze_settings: bool = False
@@ -224,6 +226,8 @@ RULES = {
     "upscaler_tile_overlap": _int(0, 512),
     "face_restoration_model": _choice(lambda: ["CodeFormer", "GFPGAN", "RestoreFormer"]),
     "code_former_weight": _float(0, 1),
+    "grid_save": _bool,
+    "return_grid": _bool,
 }
 EDITABLE = tuple(RULES)
 FOLDER_SETTINGS = ("outputs_dir",)

@@ -28,6 +28,8 @@ from webui.engine.prompts.prepare import longest_count
 from webui.engine.prompts.styles import StyleStore
 from webui.engine.prompts.wildcards import WildcardExpander
 from webui.engine.requests import GenerationRequest, GenerationResult
+from webui.engine.scripts import register_builtin_scripts
+from webui.engine.scripts import runner as scripts
 from webui.engine.stages import GenerationJob
 from webui.files import remove_stale_temps
 from webui.settings import Settings, updated_settings
@@ -50,6 +52,7 @@ class Engine:
         passes `manager.hooks`); none by default."""
         self.settings = settings
         self.hooks = hooks or Hooks()
+        register_builtin_scripts(self.hooks)  # X/Y/Z plot, SD upscale ...: script hooks like an extension's
         self.device = device or select_device(settings)
         self.hashes = HashCache(settings.cache_path / "hashes.json")
         self.checkpoints = CheckpointRegistry(settings.checkpoint_dirs, self.hashes)
@@ -160,7 +163,10 @@ class Engine:
         return self.planner.plan(request)
 
     def submit(self, request: GenerationRequest) -> Job:
-        """Plan now (bad input never reaches the queue), then queue the job; `job.plan` is what will run."""
+        """Plan now (bad input never reaches the queue), then queue the job; `job.plan` is what will run. A request
+        with a `script_name` is run by that script (its arguments are checked now too), as one job."""
+        if request.script_name:
+            return scripts.submit_script(self, request)
         plan = self.plan(request)
         job = self.queue.submit(plan.mode, lambda state: GenerationJob(self, plan, state).run())
         job.plan = plan
@@ -171,6 +177,21 @@ class Engine:
 
     txt2img = generate
     img2img = generate
+
+    def list_scripts(self, mode: str) -> list[str]:
+        """The scripts a request of this mode ("txt2img" | "img2img") may name, as A1111's /sdapi/v1/scripts lists
+        them (titles in lower case)."""
+        return scripts.script_titles(self, mode)
+
+    def script_info(self) -> list[dict]:
+        """A1111's /sdapi/v1/script-info: each tab's scripts with their arguments ({label, value, minimum, maximum,
+        step, choices} in script_args order)."""
+        return scripts.script_info(self)
+
+    def script_args(self, name: str, mode: str) -> list:
+        """The arguments (ScriptArg: label, value, minimum, maximum, step, choices, kind) of the script titled
+        `name` for a UI; RequestError when there is none."""
+        return scripts.script_args(self, name, mode)
 
     def interrupt(self) -> bool:
         return self.queue.interrupt()

@@ -3,6 +3,9 @@ who registers hooks (the extension folders, tests, a script) is decided outside 
 
 Hooks of one kind run in order: by `order` (default 0), then by owner name. A hook that raises is reported to
 `on_error` (the extension manager disables its extension) and the job goes on without it.
+
+A "script" hook is not called at a fixed place: it registers a script (webui/engine/scripts/base.py), which a request
+names in `script_name` and which then runs the whole job (its errors are the job's errors).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any, Callable, Protocol
 
 log = logging.getLogger(__name__)
 
-HOOK_KINDS = ("prompt", "request", "step", "image", "saved", "infotext")
+HOOK_KINDS = ("prompt", "request", "step", "image", "saved", "infotext", "script")
 
 
 class HookOwner(Protocol):
@@ -106,6 +109,10 @@ class Hooks:
         for _, result in self._each("image", image, ctx):
             image = image if result is None else result
         return image
+
+    def scripts(self) -> list:
+        """The registered scripts of active owners (script hooks: the hook's `fn` is the script object)."""
+        return [h.fn for h in self.of("script")]
 
     def saved(self, path: Path, infotext: str, ctx: ImageContext) -> None:
         """saved hooks: fn(path, infotext, ImageContext) once the image is on disk."""

@@ -1,4 +1,6 @@
-"""Where finished images go: outputs/<mode>-images/YYYY-MM-DD/NNNNN-seed.png, written atomically with infotext."""
+"""Where finished images go: outputs/<mode>-images/YYYY-MM-DD/NNNNN-seed.png, and grids (a batch's, the scripts')
+outputs/<mode>-grids/YYYY-MM-DD/<kind>-NNNN.png as A1111 names them (grid-0000.png, xyz_grid-0000.png ...); written
+atomically with infotext."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -31,6 +33,16 @@ class OutputWriter:
             folder.mkdir(parents=True, exist_ok=True)
             number = _next_number(folder)
             path = folder / f"{number:05d}-{seed}.{self.fmt}"
+            return save_image_with_infotext(image, path, infotext)
+
+    def save_grid(self, image: Image.Image, infotext: str, mode: str = "txt2img", kind: str = "grid") -> Path:
+        """<kind>-NNNN.png in outputs/<mode>-grids/YYYY-MM-DD/."""
+        folder = self.root / f"{mode}-grids" / _dt.date.today().isoformat()
+        pattern = re.compile(rf"^{re.escape(kind)}-(\d{{4,}})\.")
+        with self._lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            numbers = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
+            path = folder / f"{kind}-{max(numbers, default=-1) + 1:04d}.{self.fmt}"
             return save_image_with_infotext(image, path, infotext)
 
 

@@ -120,6 +120,14 @@ class GenerationRequest:
     save_images: bool = True
     outpath: Path | None = None
     override_settings: dict[str, Any] = field(default_factory=dict)
+    # scripts (A1111's Script dropdown / script_name + script_args): the job is run by that script, which runs
+    # sub-generations of this request through the same planning and stages
+    script_name: str | None = None
+    script_args: list[Any] = field(default_factory=list)
+    extra_generation_params: dict[str, Any] = field(default_factory=dict)  # added to every image's infotext
+    # A1111's batch grid (the UI's; the API's when it saves; not the scripts' sub-generations): with more than one
+    # image, a grid of them saved (setting grid_save) and put first among the results (setting return_grid)
+    batch_grid: bool = False
 
     @property
     def is_img2img(self) -> bool:
@@ -184,3 +192,6 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # infotext parameters shared by all images
+    # grids come first in `images` (with `infotexts`, `seeds` ... aligned: a grid has its first image's seed);
+    # this many of them (A1111's index_of_first_image)
+    index_of_first_image: int = 0

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from webui.engine import hires as hires_mod
 from webui.engine.generation import Batch, SamplingSpec, check_latents, decode_latents, sample_batch
 from webui.engine.hooks import ImageContext
+from webui.engine.grids import image_grid, prepend_grid
 from webui.engine.infotext import build_infotext
 from webui.engine.inpaint import InpaintPlan, mask_from_image, plan_inpaint
 from webui.engine.preview import latent_preview
@@ -70,6 +71,7 @@ class GenerationJob:
                             break
         finally:
             self._switch(self.first_model)  # the checkpoint chosen in the UI stays the active one
+        self.grid()
         result = self.result
         result.warnings += [w for w in self.nets.warnings if w not in result.warnings]
         result.interrupted = self.state.interrupted
@@ -159,7 +161,8 @@ class GenerationJob:
             "Tiling": True if req.tiling else None,
             "Face restoration": plan.faces.kind if plan.faces else None,
             **inpaint, "Mask mode": "Inpaint not masked" if self.inpaint and req.inpainting_mask_invert else None,
-            **plan.prompts.params, **nets.params, **plan.hook_params, "Version": VERSION,
+            **plan.prompts.params, **nets.params, **plan.hook_params, **req.extra_generation_params,
+            "Version": VERSION,
         }
 
     def batch(self, sl: slice) -> BatchWork:
@@ -270,6 +273,20 @@ class GenerationJob:
             result.prompts.append(ctx.prompt)
             result.negative_prompts.append(ctx.negative_prompt)
         return True
+
+    # ---- once per job, after the batches ---------------------------------------------------------------------
+    def grid(self) -> None:
+        """A1111's batch grid: with more than one image, a grid of them saved in outputs/<mode>-grids/ (setting
+        grid_save) and put first among the results (return_grid), when the request asks for it (batch_grid)."""
+        settings, result = self.engine.settings, self.result
+        save = settings.grid_save and self.req.save_images
+        if not self.req.batch_grid or len(result.images) < 2 or not (save or settings.return_grid):
+            return
+        image = image_grid(result.images, rows=None)
+        info = result.infotexts[0]
+        path = self.engine.outputs.save_grid(image, info, self.plan.mode) if save else None
+        if settings.return_grid:
+            prepend_grid(result, image, info, path)
 
     def _on_step(self, state: JobState, step_index: int, latents) -> None:
         every = self.engine.settings.preview_every
