@@ -275,7 +275,5 @@ def test_the_schedule_changes_the_picture(engine):
     assert np.abs(karras_a - ddim).mean() > 0.5  # DDIM's 4 levels start at t = 751, not 999
 
 
-@pytest.mark.xfail(strict=True, reason="generation.LastDenoised wraps scheduler.step in (*args, **kwargs), so the "
-                                       "pipeline no longer passes it the seeded generators (nor eta)")
 def test_ancestral_noise_comes_from_the_seed(engine):
     assert np.array_equal(image(engine, "Euler a", "Karras"), image(engine, "Euler a", "Karras"))

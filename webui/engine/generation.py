@@ -4,6 +4,7 @@ recovers from fp16 NaNs. NaN/Inf that cannot be recovered from (a broken checkpo
 with `NonFiniteOutputError` instead of coming out as black images."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -136,6 +137,7 @@ class LastDenoised:
         self.scheduler = scheduler
         step = scheduler.step
 
+        @functools.wraps(step)  # the pipelines read step()'s signature to decide what to pass (generator, eta)
         def recorded(*args, **kwargs):
             out = step(*args, **kwargs)
             self.latents = self._x0(out)
@@ -193,7 +195,7 @@ def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, b
     the finished image; `state.interrupted` tells); None when skipped or interrupted before the first step."""
     kind = pipeline_kind(model, batch)
     pipe = pipeline_for(model, kind, device)
-    pipe.scheduler = make_scheduler(spec.choice, model.scheduler_config)
+    pipe.scheduler = make_scheduler(spec.choice, model.scheduler_config, model.family)
     denoised = LastDenoised(pipe.scheduler)
     # A1111 builds prompt schedules over the sampler's UNet calls (twice the steps for second-order samplers)
     conditioning = build_conditioning(prompt_encoder(model), batch.prompts, batch.negative_prompts,
