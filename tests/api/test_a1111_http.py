@@ -100,10 +100,14 @@ def test_img2img(server, case):
         assert sum(abs(a - b) for a, b in zip(out.getpixel(corner), basic_image().getpixel(corner))) < 12
 
 
-@pytest.mark.xfail(strict=True, reason="the SD upscale script arrives with the scripts (issue 19)")
 def test_img2img_sd_upscale(server):
     body = {**simple_img2img(), "script_name": "sd upscale", "script_args": ["", 8, "Lanczos", 2.0]}
-    assert requests.post(f"{server.api}/img2img", json=body, timeout=300).status_code == 200
+    r = requests.post(f"{server.api}/img2img", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    images = r.json()["images"]
+    assert len(images) == 1 and decode(images[0]).size == (128, 128)  # twice the 64 px init image
+    info = infotext_of(decode(images[0]))
+    assert info["SD upscale upscaler"] == "Lanczos" and info["SD upscale overlap"] == "8"
 
 
 def test_extras_simple_upscaling_and_plain_requests(server):

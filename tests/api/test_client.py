@@ -54,12 +54,15 @@ def test_txt2img_batches_seeds_and_save_images(server, client):
     before = saved_pngs(server.data_dir)
     r = client.txt2img(prompt="batch", seed=300, steps=2, width=64, height=64, batch_size=2, n_iter=2,
                        save_images=True)
-    assert len(r.images) == 4
+    assert len(r.images) == 5 and r.info["index_of_first_image"] == 1  # saving: the batch's grid first, as A1111
+    assert r.images[0].size == (128, 128)
     assert r.info["all_seeds"] == [300, 301, 302, 303] and r.info["batch_size"] == 2
-    assert [infotext_of(im)["Seed"] for im in r.images] == ["300", "301", "302", "303"]
+    assert [infotext_of(im)["Seed"] for im in r.images] == ["300", "300", "301", "302", "303"]
     new = saved_pngs(server.data_dir) - before
-    assert len(new) == 4 and all("txt2img-images" in str(p) for p in new)
-    saved_seeds = sorted(infotext_of(Image.open(p))["Seed"] for p in new)
+    images = [p for p in new if "txt2img-images" in str(p)]
+    grids = [p for p in new if "txt2img-grids" in str(p)]
+    assert len(images) == 4 and len(grids) == 1 and grids[0].name.startswith("grid-")
+    saved_seeds = sorted(infotext_of(Image.open(p))["Seed"] for p in images)
     assert saved_seeds == ["300", "301", "302", "303"]
 
 
@@ -277,8 +280,11 @@ def test_lists_answer_in_a1111_shapes(server, client):
     assert client.get_hypernetworks() == [] and client.get_face_restorers() == []
     assert client.get_realesrgan_models() == [] and client.get_prompt_styles() == []
     assert client.get_embeddings() == {"loaded": {}, "skipped": {}}
-    assert client.get_scripts() == {"txt2img": [], "img2img": []}
-    assert client.custom_get("script-info", baseurl=True) == [] and client.custom_get("extensions", baseurl=True) == []
+    assert client.get_scripts() == {"txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot"],
+                                    "img2img": ["prompt matrix", "prompts from file or textbox", "sd upscale",
+                                                "x/y/z plot"]}
+    assert len(client.custom_get("script-info", baseurl=True)) == 7
+    assert client.custom_get("extensions", baseurl=True) == []
     flags = client.get_cmd_flags()
     assert flags["api"] is True and flags["api_auth"] is None and "data_dir" in flags
     mem = client.get_memory()

@@ -49,9 +49,14 @@ CASES = [
     ("txt2img", {"enable_hr": True, "hr_upscaler": "Nope"}, 422, ["hr_upscaler", "Nope", "Latent"]),  # supported now
     ("txt2img", {"restore_faces": True}, 422, ["restore_faces"]),
     ("txt2img", {"tiling": "sideways"}, 422, ["tiling"]),  # tiling itself is supported now
-    ("txt2img", {"script_name": "x/y/z plot"}, 422, ["script", "x/y/z plot"]),
+    ("txt2img", {"script_name": "loopback"}, 422, ["script_name", "loopback", "x/y/z plot"]),
+    ("txt2img", {"script_name": "sd upscale"}, 422, ["script_name", "sd upscale"]),  # an img2img script
+    ("txt2img", {"script_name": "x/y/z plot"}, 422, ["X/Y/Z plot", "no X values"]),
+    ("txt2img", {"script_name": "x/y/z plot", "script_args": [13, "0, 1"]}, 422, ["Sigma Churn"]),
     ("txt2img", {"script_args": [1, 2]}, 422, ["script_args"]),
     ("txt2img", {"alwayson_scripts": {"ControlNet": {"args": []}}}, 422, ["ControlNet"]),
+    ("txt2img", {"alwayson_scripts": {"ADetailer": {"args": [True, {"ad_model": "face_yolov8n.pt"}]}}}, 422,
+     ["ADetailer", "not installed"]),
     ("txt2img", {"s_churn": 0.5}, 422, ["s_churn"]),
     ("txt2img", {"seed_resize_from_w": 512}, 422, ["seed_resize_from_w"]),
     ("txt2img", {"refiner_checkpoint": "tiny-b"}, 422, ["refiner_checkpoint"]),

@@ -80,7 +80,7 @@ STORED_DEFAULTS = {
     "live_previews_image_format": "png", "show_progress_grid": True, "show_progress_type": "Approx NN",
     "live_preview_allow_lowvram_full": False, "live_preview_content": "Prompt", "live_preview_refresh_period": 1000,
     "live_preview_fast_interrupt": False, "js_live_preview_in_modal_lightbox": False,
-    "prevent_screen_sleep_during_generation": True, "return_grid": True, "do_not_show_images": False,
+    "prevent_screen_sleep_during_generation": True, "do_not_show_images": False,
     "js_modal_lightbox": True, "js_modal_lightbox_initially_zoomed": True, "js_modal_lightbox_gamepad": False,
     "js_modal_lightbox_gamepad_repeat": 250.0, "sd_webui_modal_lightbox_icon_opacity": 1,
     "sd_webui_modal_lightbox_toolbar_opacity": 0.9, "gallery_height": "", "open_dir_button_choice": "Subdirectory",

@@ -29,7 +29,7 @@ SETTINGS = {"samples_save": "save_images", "sd_checkpoints_limit": "checkpoint_c
             "ESRGAN_tile": "upscaler_tile", "ESRGAN_tile_overlap": "upscaler_tile_overlap",
             "show_progress_every_n_steps": "preview_every",
             "face_restoration_model": "face_restoration_model", "code_former_weight": "code_former_weight",
-            API_ALWAYS_SAVE: API_ALWAYS_SAVE}
+            "grid_save": "grid_save", "return_grid": "return_grid", API_ALWAYS_SAVE: API_ALWAYS_SAVE}
 # Options a generation request may override for itself (override_settings), passed on to the engine's plan
 JOB_OVERRIDES = ("face_restoration_model", "code_former_weight")
 
@@ -102,6 +102,7 @@ class ApiOptions:
             "ESRGAN_tile": st.upscaler_tile, "ESRGAN_tile_overlap": st.upscaler_tile_overlap,
             "face_restoration_model": st.face_restoration_model, "code_former_weight": st.code_former_weight,
             "live_previews_enable": st.preview_every > 0, "show_progress_every_n_steps": st.preview_every,
+            "grid_save": bool(st.grid_save), "return_grid": bool(st.return_grid),
             API_ALWAYS_SAVE: bool(getattr(st, API_ALWAYS_SAVE, False)),
         }
 
@@ -109,7 +110,7 @@ class ApiOptions:
         """Options with the one value this app works with (another value is a 422)."""
         outputs = self.engine.settings.outputs_path
         return {
-            "samples_format": "png", "grid_save": False, "outdir_samples": "",
+            "samples_format": "png", "outdir_samples": "",
             "outdir_txt2img_samples": str(outputs / "txt2img-images"),
             "outdir_img2img_samples": str(outputs / "img2img-images"),
             "outdir_extras_samples": str(outputs / "extras-images"),

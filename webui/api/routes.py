@@ -255,10 +255,10 @@ class SdApi:
         return {"ram": _ram(), "cuda": _cuda(self.engine)}
 
     def scripts(self) -> dict:
-        return {"txt2img": [], "img2img": []}
+        return {"txt2img": self.engine.list_scripts("txt2img"), "img2img": self.engine.list_scripts("img2img")}
 
     def script_info(self) -> list[dict]:
-        return []
+        return self.engine.script_info()
 
     def extensions(self) -> list[dict]:
         return registries.extensions(self.extension_manager)

@@ -42,7 +42,6 @@ COMMON_UNSUPPORTED = (
     ("s_min_uncond", _is(0), "sampler parameter overrides are not available"),
     ("refiner_checkpoint", lambda v: not v or v == "None", "the refiner is not available"),
     ("firstpass_image", _off, "a first-pass image is not available"),
-    ("script_args", _off, "no scripts are installed (script_args must be empty)"),
 )
 TXT2IMG_UNSUPPORTED = ()
 IMG2IMG_UNSUPPORTED = (
@@ -132,14 +131,29 @@ def _check_unsupported(values: dict, table) -> None:
             raise unsupported(name, value, why)
 
 
-def _check_scripts(values: dict) -> None:
-    name = values.get("script_name")
+def _check_scripts(engine, values: dict, mode: str) -> None:
+    """script_name must name a script of this tab (A1111: 422); alwayson_scripts may only hold entries that change
+    nothing, since none are installed: an entry whose units are all disabled (bots send ControlNet's so)."""
+    name, args = values.get("script_name"), values.get("script_args")
     if name:
-        raise ApiError(422, f"script_name: script {name!r} not found (no scripts are installed)")
-    always = values.get("alwayson_scripts") or {}
-    if always:
-        raise ApiError(422, f"alwayson_scripts: script(s) {', '.join(map(repr, always))} not found (no always-on "
-                            f"scripts are installed)")
+        if not isinstance(name, str) or name.strip().lower() not in engine.list_scripts(mode):
+            raise ApiError(422, f"script_name: script {name!r} not found; the {mode} scripts are: "
+                                f"{', '.join(engine.list_scripts(mode)) or 'none'}")
+    elif args:
+        raise ApiError(422, "script_args given without a script_name")
+    for key, entry in (values.get("alwayson_scripts") or {}).items():
+        if not _inert(entry):
+            raise ApiError(422, f"alwayson_scripts: script {key!r} is not installed here (no always-on scripts are), "
+                                f"and this entry would change the result; only entries whose units are all disabled "
+                                f"(\"enabled\": false) are accepted")
+
+
+def _inert(entry) -> bool:
+    """An always-on script's entry that asks for nothing: {"args": [unit, ...]} with every unit "enabled": false
+    (ControlNet's units, and other extensions' that follow it)."""
+    units = entry.get("args") if isinstance(entry, dict) else None
+    return isinstance(units, list) and bool(units) and all(
+        isinstance(u, dict) and u.get("enabled") is False for u in units)
 
 
 def _size(values: dict, name: str) -> int:
@@ -155,7 +169,7 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Api
     values = _values(body)
     _check_unsupported(values, COMMON_UNSUPPORTED)
     _check_unsupported(values, TXT2IMG_UNSUPPORTED if mode == "txt2img" else IMG2IMG_UNSUPPORTED)
-    _check_scripts(values)
+    _check_scripts(engine, values, mode)
     checkpoint, restore, clip_skip, overrides = _overrides(engine, options, values)
     prompt, negative = _get(values, "prompt", ""), _get(values, "negative_prompt", "")
     check_text("prompt", prompt)  # before anything reads a giant prompt
@@ -173,7 +187,9 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Api
         batch_size=_get(values, "batch_size", 1), n_iter=_get(values, "n_iter", 1), clip_skip=clip_skip,
         eta=values.get("eta"), checkpoint=checkpoint, override_settings=overrides, tiling=bool(values.get("tiling")),
         restore_faces=bool(values.get("restore_faces")),
-        save_images=bool(values.get("save_images")) or options.always_save)
+        save_images=bool(values.get("save_images")) or options.always_save,
+        script_name=values.get("script_name") or None, script_args=list(values.get("script_args") or []))
+    request.batch_grid = request.save_images  # as A1111's API (do_not_save_grid = not save_images)
     if mode == "txt2img" and values.get("enable_hr"):
         _hires(request, values)
     call = ApiCall(mode=mode, request=request, send_images=bool(_get(values, "send_images", True)),
@@ -264,10 +280,11 @@ def _img2img(call: ApiCall, values: dict) -> None:
 def info_json(engine, call: ApiCall, result: GenerationResult) -> str:
     req = call.request
     params = result.params or {}
-    seeds = result.seeds or [req.seed]
-    subseeds = result.subseeds or [req.subseed]
-    prompts = result.prompts or [req.prompt]
-    negatives = result.negative_prompts or [req.negative_prompt]
+    first = result.index_of_first_image  # grids come first: A1111's all_* lists are of the images after them
+    seeds = result.seeds[first:] or result.seeds or [req.seed]
+    subseeds = result.subseeds[first:] or result.subseeds or [req.subseed]
+    prompts = result.prompts[first:] or result.prompts or [req.prompt]
+    negatives = result.negative_prompts[first:] or result.negative_prompts or [req.negative_prompt]
     main = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model", "Version", "Clip skip",
             "Denoising strength", "Variation seed", "Variation seed strength"}
     extra = {k: v for k, v in params.items() if k not in main and v is not None}
@@ -284,7 +301,7 @@ def info_json(engine, call: ApiCall, result: GenerationResult) -> str:
         "sd_model_name": params.get("Model"), "sd_model_hash": params.get("Model hash"),
         "sd_vae_name": params.get("VAE"), "sd_vae_hash": params.get("VAE hash"), "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": req.denoising_strength if call.mode == "img2img" else None,
-        "extra_generation_params": extra, "index_of_first_image": 0, "infotexts": result.infotexts,
+        "extra_generation_params": extra, "index_of_first_image": first, "infotexts": result.infotexts,
         "styles": call.styles, "job_timestamp": call.timestamp, "clip_skip": req.clip_skip,
         "is_using_inpainting_conditioning": bool(active is not None and active.title == result.model_title
                                                  and active.spec.inpaint),
