@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from PIL import Image
 
 from webui.engine import noise
+from webui.engine.errors import EngineError
 from webui.engine.grids import Label, labelled_grid
 from webui.engine.infotext import build_infotext
 from webui.engine.requests import GenerationRequest, GenerationResult, RequestError
@@ -114,7 +115,7 @@ class XyzPlot(Script):
             raise RequestError(f"{TITLE}: no {name} values given for {axis.label}")
         try:
             values = read_values(ctx, axis, raw, base)
-        except RequestError as exc:
+        except EngineError as exc:  # a bad number, sampler, checkpoint ... named with its axis
             raise RequestError(f"{TITLE}: {name} values ({axis.label}): {exc}") from None
         if axis.label in SEED_AXES and not keep_random:
             values = [noise.fix_seed(v) for v in values]
@@ -207,13 +208,13 @@ def assemble(ctx, plot: Plot, results: dict) -> GenerationResult:
     if nz > 1:
         titles = [[Label(zs.axis.format(v))] for v in zs.values] if plot.legend else None
         main = labelled_grid(subgrids, nz, 1, titles, None)
-    out = GenerationResult(width=main.width, height=main.height, model_title=first.model_title,
+    out = GenerationResult(width=first.width, height=first.height, model_title=first.model_title,
                            params=dict(first.params))
     grids = [(main, grid_infotext(plot, results, 0, with_z=True))]
     if plot.sub_grids and nz > 1:
         grids += [(g, grid_infotext(plot, results, iz)) for iz, g in enumerate(subgrids)]
-    for k, (grid, info) in enumerate(grids):
-        add(out, grid, info, first, 0, ctx.save_grid(grid, info, "xyz_grid") if k == 0 or plot.sub_grids else None)
+    for grid, info in grids:
+        add(out, grid, info, first, 0, ctx.save_grid(grid, info, "xyz_grid"))
     out.index_of_first_image = len(grids)
     if plot.lone_images:
         for index in sorted(results, key=lambda i: (i[2], i[1], i[0])):
