@@ -163,3 +163,21 @@ def test_bad_plots_are_refused_before_the_queue(engine, args, words):
     for word in words:
         assert word in str(err.value)
     assert engine.queue.waiting == 0 and engine.queue.current is None
+
+
+def test_an_interrupted_plot_keeps_the_cells_it_made(engine):
+    import threading
+
+    job = engine.submit(req(steps=30, script_name="X/Y/Z plot", script_args=xyz_args(x=(TXT_SEED, "1-4"))))
+    while job.state.job_no < 1 or job.state.sampling_step < 2:  # the second cell is sampling
+        threading.Event().wait(0.005)
+        assert not job.future.done()
+    assert job.state.job_count == 4  # the whole plot is one job of four batches
+    engine.interrupt()
+    r = job.result(timeout=300)
+    assert r.interrupted and r.index_of_first_image == 1
+    cells = cells_of(r.images[0], 4, 1)
+    single = engine.generate(req(seed=1, steps=30)).images[0]
+    assert np.array_equal(cells[0], px(single))
+    assert (cells[3] == 255).all() and (cells[2] == 255).all()  # never started: left empty
+    assert not (cells[1] == 255).all()  # as far as it got
