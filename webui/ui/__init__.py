@@ -145,6 +145,10 @@ def _wire(ctx: UiContext, header, panels: dict[str, GenerationPanel], tabs: gr.T
                        [header.checkpoint, header.model_status, header.message, header.native, header.vae,
                         panel.paste_target], show_progress="hidden", concurrency_limit=None, **private)
 
+    # the extra-networks cards under each prompt (a checkpoint card loads through the header, as its dropdown)
+    for panel in panels.values():
+        panel.extra_networks.wire(panel, header, sizes)
+
     # the LoRA tab inserts into the prompt box focused last
     for label, box in (("txt2img prompt", t2i.prompt), ("txt2img negative", t2i.negative),
                        ("img2img prompt", i2i.prompt), ("img2img negative", i2i.negative)):

@@ -20,6 +20,7 @@ from webui.engine import (LATENT_MODES, MASKED_CONTENT, RESIZE_MODES, Checkpoint
                           QueueFullError, RequestError, SamplerError)
 from webui.engine.samplers import sampler_names, schedule_names
 from webui.ui.context import UiContext
+from webui.ui.extra_networks import ExtraNetworksPanel
 from webui.ui.params import has_parameters
 from webui.ui.recall import recall
 
@@ -133,6 +134,8 @@ class GenerationPanel:
                 self.styles = gr.Dropdown(choices=styles, value=[], multiselect=True, label="Styles",
                                           elem_id=f"{m}_styles")
                 self.apply_styles_btn = gr.Button("Apply styles to prompt", size="sm", elem_id=f"{m}_apply_styles")
+        # A1111's extra networks (checkpoint, embedding and LoRA cards) under the prompt; wired in webui.ui.build_ui
+        self.extra_networks = ExtraNetworksPanel(self.ctx, m).build()
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=360, elem_classes="ls-params"):
                 if m == "img2img":

@@ -155,9 +155,16 @@ def read_safetensors_metadata(path: Path) -> dict:
     return out
 
 
+def model_base(path: Path) -> Path:
+    """A model's path without its extension (a diffusers folder keeps its whole name): what its preview and
+    user-metadata files are named after."""
+    path = Path(path)
+    return path if path.is_dir() else path.with_suffix("")
+
+
 def find_preview(path: Path) -> Path | None:
     """`name.preview.png` / `name.png` (or .jpg/.jpeg/.webp/.gif) next to a model file, like A1111."""
-    base = Path(path).with_suffix("")
+    base = model_base(path)
     for stem in (f"{base}.preview", str(base)):
         for ext in PREVIEW_EXTENSIONS:
             p = Path(stem + ext)
@@ -168,7 +175,7 @@ def find_preview(path: Path) -> Path | None:
 
 def read_user_metadata(path: Path) -> dict:
     """A1111's per-model user metadata file `name.json` (description, activation text, preferred weight...)."""
-    p = Path(path).with_suffix(".json")
+    p = Path(f"{model_base(path)}.json")
     if not p.is_file():
         return {}
     try:
