@@ -19,6 +19,8 @@ _EXPORTS = {
     "Hooks": "webui.engine.hooks", "ImageContext": "webui.engine.hooks", "HOOK_KINDS": "webui.engine.hooks",
     "MASKED_CONTENT": "webui.engine.inpaint", "LATENT_MODES": "webui.engine.hires", "inspect_checkpoint": "webui.engine.checkpoints.loader",
     "merge_prompts": "webui.engine.prompts.styles",
+    "NetworkCard": "webui.engine.networks.catalog", "PreviewRefused": "webui.engine.networks.catalog",
+    "NETWORK_SORTS": "webui.engine.networks.catalog",
     "Script": "webui.engine.scripts.base", "ScriptArg": "webui.engine.scripts.base",
     "ScriptNotFound": "webui.engine.scripts.base",
     # errors: every one is an EngineError; RequestError means bad input (a 4xx), NotFoundError names a missing thing

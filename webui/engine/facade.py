@@ -18,7 +18,7 @@ from webui.engine.extras import ExtrasRequest, ExtrasResult
 from webui.engine.generation import prompt_encoder
 from webui.engine.hooks import Hooks
 from webui.engine.jobs import Job, JobQueue
-from webui.engine.networks import NetworkManager
+from webui.engine.networks import NetworkManager, catalog
 from webui.engine.outputs import OutputWriter
 from webui.engine.plan import JobPlan, Planner
 from webui.engine.postprocess.face_restore import FaceRestorers
@@ -231,6 +231,31 @@ class Engine:
         extras.check(request, self.upscalers, self.faces)
         save = lambda image, info, name: self.outputs.save(image, info, name, "extras")  # noqa: E731
         return self.queue.run("extras", lambda state: extras.run(request, save, self.upscalers, self.faces))
+
+    # ---- extra-networks cards (the panel under the prompt) ----------------------------------------------------
+    def network_cards(self, kind: str, query: str = "", sort: str = "name", refresh: bool = False) -> list:
+        """NetworkCard items of one kind ("checkpoints", "textual_inversion", "lora"): preview, trigger words, what
+        a click inserts; filtered by `query` (every word must match) and sorted ("name", "name-desc", "date",
+        "date-asc")."""
+        return catalog.search_and_sort(catalog.network_cards(self, kind, refresh), query, sort)
+
+    def network_card(self, kind: str, key: str):
+        """The card of one network (None when it is gone)."""
+        return catalog.find_card(self, kind, key)
+
+    def previews_writable(self) -> bool:
+        """Whether "Replace preview" may write into the model folders (not while folders are locked or settings
+        frozen)."""
+        try:
+            catalog.check_preview_allowed(self.settings)
+        except catalog.PreviewRefused:
+            return False
+        return True
+
+    def save_network_preview(self, card, image, infotext: str | None = None) -> Path:
+        """Save `image` as the card's `name.preview.png` beside its file; PreviewRefused (a RequestError) when not
+        allowed."""
+        return catalog.save_preview(self.settings, card.path, image, infotext)
 
     def face_restorers(self, refresh: bool = False) -> list:
         """The installed face restorers (FaceRestorerInfo: kind and file; `.as_api()` = A1111's item), one per

@@ -8,7 +8,7 @@ Inversion and Lora with cards (preview image, name, base model, trigger words), 
   `name.preview.png` (refused while folders are locked: --listen, --share, --hide-ui-dir-config, --freeze-settings).
 * A status line under the controls says what was inserted, removed, loaded or saved.
 
-What the cards hold comes from the engine (`webui.engine.networks.catalog`). Previews are sent to the page as small
+What the cards hold comes from the engine (`Engine.network_cards`). Previews are sent to the page as small
 data-URI thumbnails, so the model folders stay out of Gradio's file route (they are in its blocked paths).
 """
 from __future__ import annotations
@@ -25,8 +25,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image, ImageOps
 
-from webui.engine.networks import catalog
-from webui.engine.networks.catalog import NetworkCard, PreviewRefused
+from webui.engine import NETWORK_SORTS, NetworkCard, PreviewRefused
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +249,7 @@ class ExtraNetworksPanel:
         return self.ctx.engine.settings
 
     def can_replace(self) -> bool:
-        try:
-            catalog.check_preview_allowed(self.settings)
-        except PreviewRefused:
-            return False
-        return True
+        return self.ctx.engine.previews_writable()
 
     def build(self) -> "ExtraNetworksPanel":
         m = self.mode
@@ -282,12 +277,12 @@ class ExtraNetworksPanel:
     # ---- handlers -------------------------------------------------------------------------------------
     def render(self, query, sort, refresh: bool = False) -> list[str]:
         """The three card pages (checkpoints, textual inversion, Lora) for a search and a sort."""
-        query, key = query or "", SORT_CHOICES.get(sort, sort if sort in catalog.SORTS else "name")
+        query, key = query or "", SORT_CHOICES.get(sort, sort if sort in NETWORK_SORTS else "name")
         can = self.can_replace()
         out = []
         for kind, _ in TABS:
             try:
-                cards = catalog.search_and_sort(catalog.network_cards(self.ctx.engine, kind, refresh), query, key)
+                cards = self.ctx.engine.network_cards(kind, query, key, refresh)
             except Exception as exc:  # noqa: BLE001 - an unreadable folder must not break the other tabs
                 log.warning("extra networks %s: %s", kind, exc)
                 out.append(f'<div class="ls-cards-empty">{html.escape(str(exc))}</div>')
@@ -298,7 +293,7 @@ class ExtraNetworksPanel:
     def click(self, kind: str, key: str, action: str, prompt, negative, target, records, selected, query, sort):
         """A card click. Returns [prompt, negative, status, pending checkpoint title, this kind's cards]."""
         skip = gr.skip()
-        card = catalog.find_card(self.ctx.engine, kind, key or "")
+        card = self.ctx.engine.network_card(kind, key or "")
         if card is None:
             return [skip, skip, status_line(f"{KIND_WORDS[kind]} {key!r} is gone: press ↻ Refresh", "warn"), None,
                     self.render_kind(kind, query, sort, refresh=True)]
@@ -335,22 +330,21 @@ class ExtraNetworksPanel:
 
     def render_kind(self, kind: str, query, sort, refresh: bool = False) -> str:
         key = SORT_CHOICES.get(sort, "name")
-        cards = catalog.search_and_sort(catalog.network_cards(self.ctx.engine, kind, refresh), query or "", key)
+        cards = self.ctx.engine.network_cards(kind, query or "", key, refresh)
         return cards_page(cards, kind, self.settings, query or "", self.thumbs, self.can_replace())
 
     def replace_preview(self, card: NetworkCard, records, selected) -> str:
         rec = chosen_record(records, selected)
-        target = catalog.preview_target(card.path).name
+        target = card.preview_name
         if rec is None:
             return status_line(f"No result to use: generate an image first, select it, then press “Replace "
                                f"preview” to save it as {target}", "warn")
         try:
-            catalog.check_preview_allowed(self.settings)
             image = rec.get("image")
             if image is None:
                 with Image.open(rec["path"]) as im:
                     image = im.copy()
-            saved = catalog.save_preview(self.settings, card.path, image, rec.get("infotext"))
+            saved = self.ctx.engine.save_network_preview(card, image, rec.get("infotext"))
         except PreviewRefused as exc:
             return status_line(str(exc), "error")
         except OSError as exc:

@@ -48,6 +48,11 @@ class NetworkCard:
     search_terms: tuple[str, ...] = ()
 
     @property
+    def preview_name(self) -> str:
+        """The file "Replace preview" writes next to the model: `name.preview.png`."""
+        return preview_target(self.path).name
+
+    @property
     def trigger_text(self) -> str:
         return ", ".join(self.trigger_words)
 
@@ -181,7 +186,7 @@ def find_card(engine, kind: str, key: str) -> NetworkCard | None:
     return None
 
 
-SORTS = ("name", "name-desc", "date", "date-asc")
+SORTS = NETWORK_SORTS = ("name", "name-desc", "date", "date-asc")
 
 
 def search_and_sort(cards: list[NetworkCard], query: str = "", sort: str = "name") -> list[NetworkCard]:
