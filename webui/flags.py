@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from webui.settings import ROOT, Settings, load_user_settings
+from webui.settings import FLAG_ORIGIN, ROOT, Settings, load_user_settings
 
 # A1111 flags with no meaning here, by how many values each takes (0: a switch, 1: one value, "append": one value,
 # repeatable). --no-half-vae: an fp16 VAE that makes NaNs is switched to fp32 by itself; keeping it in fp32 from the
@@ -272,7 +272,11 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
     changes["freeze_settings"] = any(map(flag, ("freeze_settings", "freeze_settings_in_sections",
                                                 "freeze_specific_settings")))
     changes["lock_folders"] = flag("hide_ui_dir_config") or bool(exposure(args))
-    return s.with_overrides(**changes), notice
+    # the origin of each value: flags that are always passed count when they differ from the default
+    default = Settings(data_dir=args.data_dir)
+    given = [k for k, v in changes.items() if k in ("outputs_dir", "checkpoint_cache_size")
+             or v != getattr(default, k)] + (["data_dir"] if Path(args.data_dir) != ROOT else [])
+    return s.with_overrides(**changes).with_origin(FLAG_ORIGIN, given), notice
 
 
 # GET /sdapi/v1/cmd-flags: the launch flags by their A1111 names (the API adds what Settings hold)

@@ -186,7 +186,7 @@ def _mount_ui(app, engine, notice: str | None, args, ui_auth: Credentials, exten
 
     # "exposed" forbids installing extensions from URLs; A1111's --enable-insecure-extension-access allows it
     exposed = bool(exposure(args)) and not args.enable_insecure_extension_access
-    ctx = UiContext(engine, notice=notice, exposed=exposed, extensions=extensions)
+    ctx = UiContext(engine, notice=notice, exposed=exposed, extensions=extensions, local=not exposure(args))
     blocks = build_ui(ctx)
     blocks.queue(default_concurrency_limit=4, max_size=max(64, engine.settings.queue_size * 4))
     settings = engine.settings
@@ -229,6 +229,7 @@ def serve(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DISABLE_TELEMETRY", "1")
+    from webui.console import ConsoleProgress, quiet_library_noise, startup_line
     from webui.engine import Engine
     from webui.extensions import load_extensions
 
@@ -248,12 +249,14 @@ def serve(args) -> int:
     settings, notice = settings_from_args(args)
     if notice:
         print(f"notice: {notice}", file=sys.stderr)
+    quiet_library_noise()  # before anything loads: warnings that mean nothing to the user stay off the console
     extensions = load_extensions(settings)
     try:
         engine = Engine(settings, hooks=extensions.hooks)
     except Exception as exc:  # noqa: BLE001 - e.g. --device cuda on a machine without CUDA
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    ConsoleProgress(engine).install()  # one "Total progress" bar per job on the console
     try:
         if args.vae_path:
             engine.select_vae(str(args.vae_path))
@@ -284,9 +287,7 @@ def serve(args) -> int:
     shown = "localhost" if host == "127.0.0.1" else host
     url = f"{'https' if tls else 'http'}://{shown}:{args.port}"
     what = "API" if args.nowebui else "Web UI"
-    print(f"Latent Studio {what} on {url}  (device: {engine.device.describe()})", flush=True)
-    if args.api and not args.nowebui:
-        print(f"REST API on {url}/sdapi/v1  (docs: /docs)", flush=True)
+    print(startup_line(engine, url, what, api=bool(args.api and not args.nowebui)), flush=True)
     if args.share:
         _start_share(server, host, args.port)
     try:

@@ -47,6 +47,7 @@ class Settings:
     # generation limits and defaults
     max_image_side: int = 2048
     max_batch_images: int = 64
+    max_steps: int = 150  # the UI's sampling steps limit (A1111's slider maximum); the API takes any up to 1000
     queue_size: int = 32
     default_sampler: str = "DPM++ 2M"  # with "Automatic": Karras, as A1111 1.10
     default_scheduler: str = "Automatic"
@@ -67,6 +68,8 @@ class Settings:
     # folders are also locked when the server is reachable from other machines or with --hide-ui-dir-config
     freeze_settings: bool = False
     lock_folders: bool = False
+    # where each value that is not the default came from: "config.yaml" or "command line" (see `origin`)
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- derived folders -------------------------------------------------------------------------------
     @property
@@ -127,6 +130,14 @@ class Settings:
 
     def with_overrides(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    def origin(self, name: str) -> str:
+        """Where the value of setting `name` comes from: "default", "config.yaml" or "command line"."""
+        return self.origins.get(name, "default")
+
+    def with_origin(self, origin: str, names) -> "Settings":
+        """A copy that records `names` as coming from `origin`."""
+        return dataclasses.replace(self, origins={**self.origins, **dict.fromkeys(names, origin)})
 
 
 # Fields the user may change from the settings file / Settings tab / API options (folders and device come from
@@ -212,6 +223,8 @@ def _outputs_dir(name: str, value, settings: "Settings") -> Path | None:
 RULES = {
     "checkpoint_cache_size": _int(1, 64),
     "max_image_side": _int(64, 16384),
+    "max_steps": _int(1, 1000),
+    "max_batch_images": _int(1, 10000),
     "default_sampler": _choice(_samplers),
     "default_scheduler": _choice(_schedules),
     "default_steps": _int(1, 1000),
@@ -230,6 +243,7 @@ RULES = {
     "return_grid": _bool,
 }
 EDITABLE = tuple(RULES)
+CONFIG_ORIGIN, FLAG_ORIGIN = "config.yaml", "command line"  # Settings.origins values ("default" when absent)
 FOLDER_SETTINGS = ("outputs_dir",)
 RESTART_SETTINGS = ("outputs_dir", "queue_size")  # read once at start (the file server and the queue)
 
@@ -270,7 +284,8 @@ def updated_settings(settings: Settings, changes: dict) -> tuple[Settings, list[
     new = settings.with_overrides(**checked)
     save_user_settings(new)
     restart = [k for k in RESTART_SETTINGS if k in changed]
-    return new.with_overrides(**{k: getattr(settings, k) for k in RESTART_SETTINGS}), restart
+    applied = new.with_origin(CONFIG_ORIGIN, [k for k in changed if k not in restart])
+    return applied.with_overrides(**{k: getattr(settings, k) for k in RESTART_SETTINGS}), restart
 
 
 def load_user_settings(settings: Settings) -> tuple[Settings, str | None]:
@@ -295,11 +310,12 @@ def load_user_settings(settings: Settings) -> tuple[Settings, str | None]:
             changes.update(check_settings(settings, {name: value}))
         except SettingError as exc:
             problems.append(str(exc))
+    settings = settings.with_overrides(**changes).with_origin(CONFIG_ORIGIN, changes)
     if not problems:
-        return settings.with_overrides(**changes), None
+        return settings, None
     kept = path.with_name(f"{path.name}.invalid-{int(time.time())}")
     shutil.copy2(path, kept)
-    return settings.with_overrides(**changes), (
+    return settings, (
         f"Settings file {path}: {'; '.join(problems)}. Using the default for {'that' if len(problems) == 1 else 'those'}"
         f" (the file as it was is kept as {kept.name}).")
 

@@ -221,7 +221,7 @@ def test_skip_drops_the_current_batch_only(page):
     page.locator("#txt2img_skip").click()
     status = wait_status(page, "txt2img", r"images? in", timeout=60_000)
     assert "2 images in" in status and "skipped 1" in status
-    assert gallery_count(page, "txt2img_gallery") == 2
+    assert gallery_count(page, "txt2img_gallery") == 3  # the batch's grid first, then the two images
 
 
 def test_lora_card_click_inserts_tag(page):

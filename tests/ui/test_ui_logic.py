@@ -239,10 +239,13 @@ def test_generate_handler_runs_a_job(engine):
             p.subseed: -1, p.subseed_strength: 0.0, p.clip_skip: 1}
     out = list(p.run(data))
     last = out[-1]
-    assert "2 images in" in last[p.status]
+    assert "2 images in" in last[p.status] and "grid first" in last[p.status]
     records = last[p.records]
-    assert [r["seed"] for r in records] == [77, 78]
-    assert read_infotext(records[0]["path"]) == records[0]["infotext"] == last[p.infotext]
+    # the batch's grid first (A1111's return_grid): it carries its first image's seed and infotext
+    assert [(r["seed"], bool(r.get("grid"))) for r in records] == [(77, True), (77, False), (78, False)]
+    assert "txt2img-grids" in records[0]["path"] and "txt2img-images" in records[1]["path"]
+    assert [label for _, label in last[p.gallery]["value"]] == ["Grid", "Seed 77", "Seed 78"]
+    assert read_infotext(records[1]["path"]) == records[1]["infotext"] == records[0]["infotext"] == last[p.infotext]
     assert "Sampler: Euler," in records[0]["infotext"]
 
 

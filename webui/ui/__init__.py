@@ -9,6 +9,7 @@ import gradio as gr
 
 from webui.ui import (extensions_tab, extras_tab, header as header_mod, history_tab, img2img, lora_tab, models_tab,
                       pnginfo_tab, settings_tab, styles_tab, txt2img, wildcards_tab)
+from webui.ui import gallery_actions, limits
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel, record_image
 
@@ -61,6 +62,10 @@ CSS = """
                  margin-bottom: 4px; white-space: nowrap; }
 .ls-preview img { width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: pixelated; }
 .ls-file-list .wrap { flex-direction: column; align-items: stretch; max-height: 420px; overflow-y: auto; }
+.ls-size-row { align-items: flex-end; }
+.ls-swap { align-self: center !important; flex-grow: 0 !important; min-height: 40px; font-size: 1.2em; }
+.ls-gallery-actions button { flex-grow: 1; white-space: nowrap; }
+.ls-origins td:last-child { color: var(--body-text-color-subdued); }
 """
 
 # Ctrl+Enter in a prompt box generates (as in A1111).
@@ -74,7 +79,7 @@ document.addEventListener('keydown', (e) => {
   }
 });
 </script>
-"""
+""" + limits.LIMITS_HEAD  # limit sliders keep a typed value above their maximum (refused with a message)
 
 
 def build_ui(ctx: UiContext) -> gr.Blocks:
@@ -86,13 +91,18 @@ def build_ui(ctx: UiContext) -> gr.Blocks:
             wildcards_tab.build(ctx, panels)
             target = lora_tab.build(ctx, panels)
             models_tab.build(ctx, header)
-            extras_tab.build(ctx)
+            extras = extras_tab.build(ctx)
             pnginfo_tab.build(ctx, panels, tabs)
             history_tab.build(ctx, panels, tabs)
             extensions_tab.build_extension_tabs(ctx)
             extensions_tab.build(ctx)
             settings_tab.build(ctx, panels)
         _wire(ctx, header, panels, tabs, target)
+        # gallery actions that send to another tab; slider maxima from the settings as they are now
+        gallery_actions.wire_sending(panels, tabs, extras)
+        sliders = [c for p in panels.values() for c in limits.limit_sliders(p)]
+        demo.load(lambda: limits.refresh_maxima(sliders, ctx.engine.settings), None, sliders, queue=False,
+                  show_progress="hidden", api_visibility="private")
     return demo
 
 

@@ -26,6 +26,7 @@ class UiContext:
     engine: Engine
     notice: str | None = None  # e.g. "settings file was corrupt, moved aside"
     exposed: bool = False  # --listen / --share: reachable from other machines (no installing from URLs)
+    local: bool = False  # served on this machine only (not --listen/--share): "Open folder" may open a file manager
     extensions: Any = None  # the ExtensionManager (its tabs and the Extensions tab); None: no extensions
     status: LoadStatus = field(default_factory=LoadStatus)
     jobs: dict[int, Job] = field(default_factory=dict)  # job id -> job, while it runs (for Interrupt / Skip)

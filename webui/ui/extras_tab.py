@@ -58,7 +58,8 @@ def run(ctx: UiContext, source, single, batch, folder, scale_tab, by, to_w, to_h
     return result.images, _msg(f"{len(result.images)} image(s): {result.post or 'unchanged'}{where}")
 
 
-def build(ctx: UiContext) -> None:
+def build(ctx: UiContext) -> dict:
+    """The tab; returns its source choice and single image ({"source", "image"}) for "Send to extras"."""
     with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=360):
@@ -98,3 +99,4 @@ def build(ctx: UiContext) -> None:
     go.click(lambda *values: run(ctx, *values),
              [source, single, batch, folder, scale_tab, by, to_w, to_h, crop, up1, up2, up2_vis, gfpgan, codeformer,
               codeformer_weight], [gallery, message], api_visibility="private")
+    return {"source": source, "image": single}

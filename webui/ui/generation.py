@@ -21,6 +21,8 @@ from webui.engine import (LATENT_MODES, MASKED_CONTENT, RESIZE_MODES, Checkpoint
 from webui.engine.samplers import sampler_names, schedule_names
 from webui.ui.context import UiContext
 from webui.ui.extra_networks import ExtraNetworksPanel
+from webui.ui.gallery_actions import GalleryActions, record_label, result_records
+from webui.ui.limits import BATCH_SIZE_TRACK, check_limits, limit_slider
 from webui.ui.params import has_parameters
 from webui.ui.recall import recall
 
@@ -154,16 +156,21 @@ class GenerationPanel:
                                                elem_id=f"{m}_sampler")
                     self.scheduler = gr.Dropdown(schedule_names(), value=s.default_scheduler, label="Schedule type",
                                                  elem_id=f"{m}_scheduler")
-                self.steps = gr.Slider(1, 150, value=s.default_steps, step=1, label="Sampling steps",
-                                       elem_id=f"{m}_steps")
+                # maxima from settings; a typed value above one is refused with a message (webui/ui/limits.py)
+                self.steps = limit_slider(1, s, "max_steps", value=s.default_steps, step=1, label="Sampling steps",
+                                          elem_id=f"{m}_steps")
+                with gr.Row(elem_classes="ls-tight ls-size-row"):
+                    self.width = limit_slider(64, s, "max_image_side", value=DEFAULT_SIZE, step=8, label="Width",
+                                              elem_id=f"{m}_width")
+                    self.swap_btn = gr.Button("⇅", size="sm", elem_id=f"{m}_res_switch_btn", scale=0, min_width=44,
+                                              elem_classes="ls-swap")  # A1111's: swap width and height
+                    self.height = limit_slider(64, s, "max_image_side", value=DEFAULT_SIZE, step=8, label="Height",
+                                               elem_id=f"{m}_height")
                 with gr.Row(elem_classes="ls-tight"):
-                    self.width = gr.Slider(64, s.max_image_side, value=DEFAULT_SIZE, step=8, label="Width",
-                                           elem_id=f"{m}_width")
-                    self.height = gr.Slider(64, s.max_image_side, value=DEFAULT_SIZE, step=8, label="Height",
-                                            elem_id=f"{m}_height")
-                with gr.Row(elem_classes="ls-tight"):
-                    self.n_iter = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{m}_batch_count")
-                    self.batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{m}_batch_size")
+                    self.n_iter = limit_slider(1, s, "max_batch_images", value=1, step=1, label="Batch count",
+                                               elem_id=f"{m}_batch_count")
+                    self.batch_size = limit_slider(1, s, "max_batch_images", cap=BATCH_SIZE_TRACK, value=1, step=1,
+                                                   label="Batch size", elem_id=f"{m}_batch_size")
                 self.cfg = gr.Slider(1, 30, value=s.default_cfg_scale, step=0.5, label="CFG scale",
                                      elem_id=f"{m}_cfg_scale")
                 if m == "img2img":
@@ -195,10 +202,7 @@ class GenerationPanel:
                 self.gallery = gr.Gallery(label="Results", format="png", columns=4, height=460, object_fit="contain",
                                           elem_id=f"{m}_gallery", interactive=False, preview=True,
                                           buttons=["download", "fullscreen"])
-                with gr.Row(elem_classes="ls-tight"):
-                    self.send_img2img_btn = gr.Button("Send to img2img", size="sm", elem_id=f"{m}_send_to_img2img")
-                    self.send_txt2img_btn = gr.Button("Send params to txt2img", size="sm", visible=m != "txt2img",
-                                                      elem_id=f"{m}_send_to_txt2img")
+                self.actions = GalleryActions(self).build()  # folder, save, zip, send to img2img/inpaint/extras
                 self.infotext = gr.Textbox(label="Generation parameters", lines=4, max_lines=12, interactive=False,
                                            elem_id=f"{m}_infotext", buttons=["copy"])
         self.records = gr.State([])  # [{path, infotext, seed, subseed, image}] of the last result
@@ -230,16 +234,16 @@ class GenerationPanel:
             with gr.Row(elem_classes="ls-tight"):
                 upscaler = gr.Dropdown([*LATENT_MODES, *self.ctx.engine.list_upscalers()], value="Latent",
                                        label="Upscaler", elem_id="txt2img_hr_upscaler")
-                steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps (0: same)",
-                                  elem_id="txt2img_hires_steps")
+                steps = limit_slider(0, s, "max_steps", value=0, step=1, label="Hires steps (0: same)",
+                                     elem_id="txt2img_hires_steps")
                 self.denoising = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
                                            elem_id="txt2img_denoising_strength")
             with gr.Row(elem_classes="ls-tight"):
                 scale = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale")
-                resize_x = gr.Slider(0, s.max_image_side, value=0, step=8, label="Resize width to",
-                                     elem_id="txt2img_hr_resize_x")
-                resize_y = gr.Slider(0, s.max_image_side, value=0, step=8, label="Resize height to",
-                                     elem_id="txt2img_hr_resize_y")
+                resize_x = limit_slider(0, s, "max_image_side", value=0, step=8, label="Resize width to",
+                                        elem_id="txt2img_hr_resize_x")
+                resize_y = limit_slider(0, s, "max_image_side", value=0, step=8, label="Resize height to",
+                                        elem_id="txt2img_hr_resize_y")
             with gr.Row(elem_classes="ls-tight"):
                 sampler = gr.Dropdown(["Use same sampler", *sampler_names()], value="Use same sampler",
                                       label="Hires sampling method", elem_id="hr_sampler")
@@ -256,7 +260,8 @@ class GenerationPanel:
 
     def _build_inpaint_controls(self) -> None:
         """A1111's inpaint settings (they apply when something is drawn on the image), with its names and defaults."""
-        with gr.Accordion("Inpaint settings (when you draw on the image)", open=False, elem_id="img2img_inpaint"):
+        with gr.Accordion("Inpaint settings (when you draw on the image)", open=False,
+                          elem_id="img2img_inpaint") as self.inpaint_accordion:
             with gr.Row(elem_classes="ls-tight"):
                 self.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="img2img_mask_blur")
                 self.mask_mode = gr.Radio(["Inpaint masked", "Inpaint not masked"], value="Inpaint masked",
@@ -311,6 +316,7 @@ class GenerationPanel:
         self.apply_styles_btn.click(self._apply_styles, [self.prompt, self.negative, self.styles],
                                     [self.prompt, self.negative, self.styles, self.status], queue=False,
                                     show_progress="hidden", api_visibility="private")
+        self.actions.wire()
 
     @staticmethod
     def _reuse_seed(records, selected, current):
@@ -357,6 +363,7 @@ class GenerationPanel:
         )
         # controls missing from `data` are off
         fields.update(tiling=bool(data.get(self.tiling)), restore_faces=bool(data.get(self.restore_faces)))
+        fields["batch_grid"] = True  # more than one image: A1111's grid first (settings return_grid, grid_save)
         if self.mode == "txt2img" and data.get(self.enable_hr):
             fields.update(enable_hr=True, denoising_strength=float(data[self.denoising]),
                           **{name: data[comp] for name, comp in self.hires.items()})
@@ -369,6 +376,7 @@ class GenerationPanel:
                 raise UserError("Upload an image first: img2img starts from it")
             fields.update(init_images=[init], mask=mask, resize_mode=int(data[self.resize_mode] or 0),
                           denoising_strength=float(data[self.denoising]), **self.inpaint_fields(data))
+        check_limits(engine.settings, fields)  # above a setting's maximum: refused, with the setting's name
         return engine.request_defaults(**fields)
 
     def run(self, data: dict):
@@ -420,24 +428,13 @@ class GenerationPanel:
         return progress_text(job.state)
 
     def _finish(self, result, seconds: float) -> dict:
-        records, items = [], []
-        for i, (image, info, seed) in enumerate(zip(result.images, result.infotexts, result.seeds)):
-            path = result.paths[i] if i < len(result.paths) else None
-            rec = {"path": str(path) if path else None, "infotext": info, "seed": seed,
-                   "subseed": result.subseeds[i] if i < len(result.subseeds) else None}
-            if path:
-                items.append((str(path), f"Seed {seed}"))
-            else:
-                image = image.copy()
-                image.info["parameters"] = info  # gradio copies text metadata when it encodes PNG
-                rec["image"] = image
-                items.append((image, f"Seed {seed}"))
-            records.append(rec)
-        n = len(records)
-        msg = f"{n} image{'s' if n != 1 else ''} in {seconds:.1f} s"
+        records = result_records(result)  # a batch's grid first (marked "grid", its first image's seed), as A1111
+        items = [(rec["path"] or rec["image"], record_label(rec)) for rec in records]
+        n = sum(not rec.get("grid") for rec in records)
+        msg = f"{n} image{'s' if n != 1 else ''} in {seconds:.1f} s" + (" · grid first" if len(records) > n else "")
         kind = "ok"
         if result.interrupted:
-            partial = sum("Interrupted: step" in info for info in result.infotexts)
+            partial = sum("Interrupted: step" in r["infotext"] for r in records if not r.get("grid"))
             msg = f"Interrupted: kept {n} image{'s' if n != 1 else ''}" + \
                 (f" ({partial} as far as it got)" if partial else "")
             kind = "warn"

@@ -4,12 +4,13 @@ Sampler, schedule, steps, CFG, size limit, preview interval and cache size apply
 the queue size apply after a restart (the file server and the queue are set up at start)."""
 from __future__ import annotations
 
+import dataclasses
 import html
 
 import gradio as gr
 
 from webui.engine.samplers import sampler_names, schedule_names
-from webui.settings import EDITABLE, SettingError
+from webui.settings import EDITABLE, SettingError, Settings
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel
 
@@ -34,6 +35,33 @@ def apply_settings(ctx: UiContext, values: dict) -> tuple[str, str]:
     return msg, "ok"
 
 
+def origin_rows(s) -> list[tuple[str, str, str, str]]:
+    """(setting, value now, where it comes from, default) for every setting: the editable ones, then those only
+    the command line sets (folders, device, memory)."""
+    default = Settings(data_dir=s.data_dir)
+    names = [*EDITABLE, *(f.name for f in dataclasses.fields(Settings) if f.name not in EDITABLE
+                          and f.name != "origins")]
+    rows = []
+    for name in names:
+        value, fallback = getattr(s, name), getattr(default, name)
+        rows.append((name, _shown(value), s.origin(name), _shown(fallback)))
+    return rows
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "—"
+    return "—" if value is None else str(value)
+
+
+def origins_html(s) -> str:
+    """The table of `origin_rows`: each value with where it comes from (default, config.yaml, command line)."""
+    body = "".join(f"<tr><th>{html.escape(n)}</th><td>{html.escape(v)}</td><td>{html.escape(o)}</td>"
+                   f"<td>{html.escape(d)}</td></tr>" for n, v, o, d in origin_rows(s))
+    return ('<table class="ls-kv ls-origins"><tr><th>Setting</th><th>Value</th><th>From</th><th>Default</th></tr>'
+            f"{body}</table>")
+
+
 def _folder_hint(s) -> str:
     if s.freeze_settings:
         return "Settings are frozen (--freeze-settings)"
@@ -55,10 +83,15 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                                       elem_id="settings_sampler")
                 scheduler = gr.Dropdown(schedule_names(), value=s.default_scheduler, label="Schedule type",
                                         elem_id="settings_scheduler")
-                steps = gr.Slider(1, 150, value=s.default_steps, step=1, label="Steps", elem_id="settings_steps")
+                steps = gr.Number(value=s.default_steps, precision=0, label="Steps", elem_id="settings_steps")
                 cfg = gr.Slider(1, 30, value=s.default_cfg_scale, step=0.5, label="CFG scale", elem_id="settings_cfg")
                 max_side = gr.Number(value=s.max_image_side, precision=0, label="Largest image side (px)",
                                      elem_id="settings_max_side")
+                with gr.Row(elem_classes="ls-tight"):  # the tabs' slider maxima; above them a job is refused
+                    max_steps = gr.Number(value=s.max_steps, precision=0, label="Most sampling steps (UI)",
+                                          elem_id="settings_max_steps")
+                    max_images = gr.Number(value=s.max_batch_images, precision=0, label="Most images per job",
+                                           elem_id="settings_max_batch_images")
                 preview_every = gr.Slider(0, 50, value=getattr(s, "preview_every", 5), step=1,
                                           label="Live preview every N steps (0 = off)",
                                           elem_id="settings_preview_every")
@@ -95,9 +128,12 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
                 message = gr.HTML("", elem_id="settings_message", js_on_load=None)
                 gr.HTML(f'<div class="ls-hint">Settings file: {html.escape(str(s.settings_file))}<br>'
                         f'Device: {html.escape(ctx.engine.device.describe())}</div>', js_on_load=None)
+        with gr.Accordion("Where each value comes from", open=False, elem_id="settings_origins_box"):
+            origins = gr.HTML(origins_html(s), elem_id="settings_origins", js_on_load=None)
 
     fields = dict(default_sampler=sampler, default_scheduler=scheduler, default_steps=steps, default_cfg_scale=cfg,
-                  max_image_side=max_side, preview_every=preview_every, max_combinations=max_comb,
+                  max_image_side=max_side, max_steps=max_steps, max_batch_images=max_images,
+                  preview_every=preview_every, max_combinations=max_comb,
                   save_images=save_images, api_always_save=api_save, outputs_dir=outputs_dir,
                   checkpoint_cache_size=cache, queue_size=queue_size, upscaler_tile=tile,
                   upscaler_tile_overlap=overlap, face_restoration_model=face_model, code_former_weight=cf_weight)
@@ -105,6 +141,6 @@ def build(ctx: UiContext, panels: dict[str, GenerationPanel]) -> None:
 
     def save(*values):
         text, kind = apply_settings(ctx, dict(zip(fields, values)))
-        return _msg(text, kind)
+        return _msg(text, kind), origins_html(ctx.engine.settings)
 
-    save_btn.click(save, list(fields.values()), message, api_visibility="private")
+    save_btn.click(save, list(fields.values()), [message, origins], api_visibility="private")
