@@ -38,3 +38,19 @@ def test_an_xy_plot_from_the_panel_is_the_grid_of_its_seeds(engine):
     assert len(cells) == 2 and result.images[0].width == 128 and result.images[0].height > 64  # grid + labels
     for cell, single in zip(cells, singles):
         assert np.array_equal(np.asarray(cell), np.asarray(single))
+
+
+def test_the_tab_sends_the_chosen_script_with_its_request(engine):
+    from webui.ui.context import UiContext
+    from webui.ui.generation import GenerationPanel
+
+    with gr.Blocks():
+        p = GenerationPanel(UiContext(engine), "txt2img").build()
+    data = {comp: None for comp in p.scripts.inputs}
+    data.update({p.prompt: "a cat", p.negative: "", p.styles: [], p.sampler: "Euler", p.scheduler: "Automatic",
+                 p.steps: 2, p.width: 64, p.height: 64, p.n_iter: 1, p.batch_size: 1, p.cfg: 7.0, p.seed: 3,
+                 p.subseed: -1, p.subseed_strength: 0.0, p.clip_skip: 1, p.scripts.dropdown: "prompt matrix"})
+    req = p.make_request(data)
+    assert req.script_name == "prompt matrix" and len(req.script_args) == len(p.scripts.args["prompt matrix"])
+    data[p.scripts.dropdown] = "None"
+    assert p.make_request(data).script_name is None
