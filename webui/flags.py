@@ -297,7 +297,8 @@ def cmd_flags(args: argparse.Namespace) -> dict:
     for name, arity in {**NO_EFFECT, **dict.fromkeys(ALREADY, 0)}.items():
         unset = {0: False, 1: None, "append": []}[arity]
         out[_dest(name)] = _plain(getattr(args, _dest(name), unset))
-    out.update(gradio_auth=None, gradio_auth_path=None, api_auth=None, disable_safe_unpickle=False)
+    out.update(gradio_auth=None, gradio_auth_path=None, api_auth=None, disable_safe_unpickle=False,
+               ngrok=None, ngrok_options=None)  # tokens
     return out
 
 

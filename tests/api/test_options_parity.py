@@ -67,3 +67,12 @@ def test_an_unknown_style_is_ignored_with_a_warning(server):
     info = json.loads(r.json()["info"])
     assert "Style not found and ignored: 'NoSuchStyle'" in info["warnings"]
     assert info["prompt"] == "a cat" and "Styles array" not in info["infotexts"][0]
+
+
+def test_the_stored_options_cannot_grow_without_bound(server):
+    big = {f"ext_option_{i}": "x" * 60_000 for i in range(20)}  # 1.2 MB in all
+    r = post(server, {"send_seed": False, **big})
+    assert r.status_code == 422 and "exceed" in r.json()["detail"]
+    assert options(server)["send_seed"] is True and "ext_option_0" not in options(server)  # nothing stored
+    r = post(server, {"k" * 300: 1})
+    assert r.status_code == 422 and "too long" in r.json()["detail"]

@@ -107,3 +107,20 @@ def test_prompts_from_file_line_syntax():
             parse_line(bad)
     assert joined("x", "base", "start") == "x base" and joined("x", "base", "end") == "base x"
     assert joined("x", "", "end") == "x" and joined("", "base", "end") == "base"
+
+
+def test_many_ranges_and_huge_numbers_are_refused_not_built():
+    import pytest
+
+    from webui.engine.requests import RequestError
+    from webui.engine.scripts.xyz_values import float_values, int_values, split_values
+
+    with pytest.raises(RequestError, match="at most 1000"):
+        int_values(split_values(",".join(["1-1000"] * 50)))
+    with pytest.raises(RequestError, match="at most 1000"):
+        float_values(["0-1 [900]", "0-1 [900]"])
+    for bad in ("1e400", "9" * 500 + "-1", "1-" + "9" * 5000):
+        with pytest.raises(RequestError):
+            float_values([bad])
+        with pytest.raises(RequestError):
+            int_values([bad])

@@ -257,3 +257,34 @@ def test_startup_line_names_url_model_device_and_attention(engine):
     assert line.startswith("Latent Studio Web UI on http://localhost:7860 · model: tiny-sd1.safetensors [")
     assert "· device: cpu float32 · attention: sdpa" in line and "REST API: http://localhost:7860/sdapi/v1" in line
     assert "\n" not in line
+
+
+def test_downloads_go_to_a_private_folder_never_through_a_planted_symlink(tmp_path, monkeypatch):
+    import os
+    import stat
+    import tempfile
+
+    import pytest
+
+    from webui.ui import gallery_actions
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = gallery_actions.downloads_dir()
+    base = folder.parent
+    assert base.name.endswith(str(os.getuid())) and stat.S_IMODE(os.lstat(base).st_mode) == 0o700
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep")
+    os.utime(victim / "precious.txt", (0, 0))  # older than the cleanup's hour
+    base.rename(tmp_path / "moved")
+    base.symlink_to(victim)  # another user's trap at the shared name
+    with pytest.raises(OSError, match="not a private folder"):
+        gallery_actions.downloads_dir()
+    assert (victim / "precious.txt").read_text() == "keep"
+
+
+def test_cmd_flags_never_echo_tokens():
+    from webui.flags import build_parser, cmd_flags
+
+    args = build_parser().parse_args(["--ngrok", "SECRET-TOKEN", "--ngrok-options", '{"authtoken": "SECRET"}'])
+    assert "SECRET" not in str(cmd_flags(args))

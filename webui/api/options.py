@@ -20,6 +20,7 @@ from webui.settings import SettingError, SettingLocked, atomic_write_text, check
 
 log = logging.getLogger(__name__)
 STORE_FILE = "api-options.json"  # in the data folder: the values of options this app only stores
+MAX_KEY_CHARS, MAX_STORE_CHARS = 200, 1_000_000  # a client cannot grow the stored options without bound
 
 
 # Our own API setting (A1111 has none of that name): save every API image, whatever the request's save_images.
@@ -150,19 +151,25 @@ class ApiOptions:
                     raise ApiError(422, f"option {key} cannot be changed here (it is {fixed[key]!r})")
                 else:
                     store[key] = _storable(key, value)
-            if store:
-                self._store(store)
+            stored = self._stored_with(store)  # checked (size) before anything changes
             if settings:
                 self.engine.update_settings(settings)  # saved to the settings file
             if checkpoint is not None:
                 self.engine.load_checkpoint(checkpoint.title)  # through the queue; on failure the old one stays
             for set_ in setters:
                 set_()
+            if store:  # last: a body refused above stores nothing
+                atomic_write_text(self.store_path, stored[1])
+                self.stored = stored[0]
 
-    def _store(self, values: dict[str, Any]) -> None:
-        self.stored.update(values)
-        changed = {k: v for k, v in self.stored.items() if STORED_DEFAULTS.get(k, object()) != v}
-        atomic_write_text(self.store_path, json.dumps(changed, indent=1, sort_keys=True))
+    def _stored_with(self, values: dict[str, Any]) -> tuple[dict, str]:
+        """The stored options with `values`, and the file text (only what differs from A1111's defaults)."""
+        stored = {**self.stored, **values}
+        changed = {k: v for k, v in stored.items() if STORED_DEFAULTS.get(k, object()) != v}
+        text = json.dumps(changed, indent=1, sort_keys=True)
+        if len(text) > MAX_STORE_CHARS:
+            raise ApiError(422, f"options: the stored options would exceed {MAX_STORE_CHARS} characters")
+        return stored, text
 
     def _setting(self, key: str, value: Any) -> Any:
         try:
@@ -209,6 +216,8 @@ def _previews(value: Any, every: int) -> int:
 
 def _storable(key: str, value: Any) -> Any:
     """A value kept as JSON: plain data only, and no NaN/Infinity (they are not JSON)."""
+    if len(key) > MAX_KEY_CHARS:
+        raise ApiError(422, f"option name too long ({len(key)} characters; at most {MAX_KEY_CHARS})")
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):

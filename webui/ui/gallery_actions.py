@@ -13,6 +13,7 @@ import io
 import ipaddress
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -92,9 +93,25 @@ def open_folder(ctx, mode: str, records, selected, client_host: str | None,
 
 # ---- 💾 save and 🗃️ zip --------------------------------------------------------------------------------------
 
+def _private_base() -> Path:
+    """This user's own downloads folder in the temp folder: made 0700, and refused when it is a symlink, another
+    user's, or open to others (a shared /tmp name could otherwise point the cleanup below at someone's files)."""
+    uid = getattr(os, "getuid", lambda: None)()
+    base = Path(tempfile.gettempdir()) / (DOWNLOADS if uid is None else f"{DOWNLOADS}-{uid}")
+    try:
+        base.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(base)
+    if uid is not None and (stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid
+                            or st.st_mode & 0o077):
+        raise OSError(f"{base} is not a private folder of this user; downloads refused")
+    return base
+
+
 def downloads_dir(root: Path | None = None) -> Path:
     """A fresh folder for one download; downloads older than an hour are removed."""
-    base = Path(root) if root else Path(tempfile.gettempdir()) / DOWNLOADS
+    base = Path(root) if root else _private_base()
     base.mkdir(parents=True, exist_ok=True)
     now = time.time()
     for old in base.iterdir():

@@ -46,7 +46,7 @@ def _params(path: Path) -> dict:
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
         params = config["model"]["params"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise EngineError(f"{path.name}: not a readable checkpoint config (model.params expected): {exc}") from None
     if not isinstance(params, dict):
         raise EngineError(f"{path.name}: model.params must be a mapping")

@@ -43,8 +43,27 @@ def _bounded(count: int, what: str) -> None:
 
 
 def int_values(values: list[str]) -> list[int]:
+    return _checked(_int_values, values)
+
+
+def float_values(values: list[str]) -> list[float]:
+    return _checked(_float_values, values)
+
+
+def _checked(parse, values: list[str]) -> list:
+    """At most MAX_VALUES in all (checked before each range is built), and a value too big or too long for a
+    number is a RequestError, not a crash."""
+    _bounded(len(values), "the list")
+    try:
+        return parse(values)
+    except (ValueError, OverflowError) as exc:
+        raise RequestError(f"a value cannot be read as a number ({exc})") from None
+
+
+def _int_values(values: list[str]) -> list[int]:
     out: list[int] = []
     for v in values:
+        _bounded(len(out), "the values")
         if m := RANGE_COUNT.fullmatch(v):
             start, end, count = int(_num(m[1])), int(_num(m[2])), int(m[3])
             _bounded(count, repr(v))
@@ -54,6 +73,7 @@ def int_values(values: list[str]) -> list[int]:
             out += _stepped(start, end, step, v)
         else:
             out.append(_int(v))
+    _bounded(len(out), "the values")
     return out
 
 
@@ -65,9 +85,10 @@ def _stepped(start: int, end: int, step: int, text: str) -> list[int]:
     return list(range(start, stop, step))
 
 
-def float_values(values: list[str]) -> list[float]:
+def _float_values(values: list[str]) -> list[float]:
     out: list[float] = []
     for v in values:
+        _bounded(len(out), "the values")
         if m := FLOAT_RANGE_COUNT.fullmatch(v):
             start, end, count = float(_num(m[1])), float(_num(m[2])), int(m[3])
             _bounded(count, repr(v))
@@ -78,6 +99,7 @@ def float_values(values: list[str]) -> list[float]:
             out += _float_stepped(start, end, step, v)
         else:
             out.append(_float(v))
+    _bounded(len(out), "the values")
     return out
 
 
