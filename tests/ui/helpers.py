@@ -78,3 +78,18 @@ def wait_text(page, elem_id: str, text: str, timeout: float = 30_000) -> None:
     page.wait_for_function("([sel, t]) => { const e = document.querySelector(sel);"
                            " return e && e.innerText.includes(t); }",
                            arg=[f"#{elem_id}", text], timeout=timeout)
+
+
+def paint_stroke(page, elem_id: str = "img2img_image") -> None:
+    """A short horizontal brush stroke across the middle of an image editor's canvas (once its background is drawn)."""
+    editor = page.locator(f"#{elem_id}")
+    editor.locator("canvas").last.wait_for()
+    time.sleep(1.0)  # the editor finishes drawing its background
+    editor.get_by_role("button", name="Brush", exact=True).click()
+    box = editor.locator("canvas").last.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 20, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 20, cy, steps=8)
+    page.mouse.up()
+    time.sleep(0.5)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.ui.conftest import screenshot, wait_model_loaded
-from tests.ui.helpers import (choose, dropdown_value, gallery_count, number_value, open_tab, set_number, text_value,
-                              type_into, wait_status, wait_text)
+from tests.ui.helpers import (choose, dropdown_value, gallery_count, number_value, open_tab, paint_stroke, set_number,
+                              text_value, type_into, wait_status, wait_text)
 from webui.engine.image_files import read_infotext, save_image_with_infotext
 from webui.engine.infotext import parse_infotext
 
@@ -116,17 +116,7 @@ def test_img2img_inpaint_mask_drawn_in_editor(page, app):
 
     generate_txt2img(page, "a pond", seed=8888, steps=3)
     page.locator("#txt2img_send_to_img2img").click()
-    editor = page.locator("#img2img_image")
-    editor.locator("canvas").last.wait_for()
-    time.sleep(1.0)
-    editor.get_by_role("button", name="Brush", exact=True).click()
-    box = editor.locator("canvas").last.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(cx - 20, cy)
-    page.mouse.down()
-    page.mouse.move(cx + 20, cy, steps=8)
-    page.mouse.up()
-    time.sleep(0.5)
+    paint_stroke(page)
     screenshot(page, "img2img-inpaint")
     set_seed(page, "img2img", 8889)
     page.locator("#img2img_generate").click()

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.ui.conftest import screenshot, wait_model_loaded
-from tests.ui.helpers import gallery_count, number_value, set_number, text_value, type_into, wait_status, wait_text
+from tests.ui.helpers import (gallery_count, number_value, paint_stroke, set_number, text_value, type_into,
+                              wait_status, wait_text)
 from webui.engine.image_files import read_infotext
 from webui.engine.infotext import parse_infotext
 
@@ -118,17 +119,7 @@ def test_send_to_inpaint_then_only_the_stroke_is_repainted(page, app):
     page.wait_for_function("() => document.querySelector('#img2img_prompt textarea')?.value === 'a pond at noon'")
     wait_text(page, "img2img_status", "Sent to inpaint")
     assert page.locator("#img2img_mask_blur").is_visible()  # the inpaint settings are open
-    editor = page.locator("#img2img_image")
-    editor.locator("canvas").last.wait_for()
-    time.sleep(1.0)  # the editor finishes drawing its background
-    editor.get_by_role("button", name="Brush", exact=True).click()
-    box = editor.locator("canvas").last.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(cx - 20, cy)
-    page.mouse.down()
-    page.mouse.move(cx + 20, cy, steps=8)
-    page.mouse.up()
-    time.sleep(0.5)
+    paint_stroke(page)
     screenshot(page, "send-to-inpaint")
     box = page.locator("#img2img_seed input").first
     box.fill("4501")
