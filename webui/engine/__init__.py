@@ -23,6 +23,9 @@ _EXPORTS = {
     "NETWORK_SORTS": "webui.engine.networks.catalog",
     "Script": "webui.engine.scripts.base", "ScriptArg": "webui.engine.scripts.base",
     "ScriptNotFound": "webui.engine.scripts.base",
+    "InspectRequest": "webui.engine.inspect.run", "InspectResult": "webui.engine.inspect.run",
+    "TokenView": "webui.engine.inspect.tokens", "INSPECT_LAYER_GROUPS": "webui.engine.inspect.attention",
+    "INSPECT_DECODES": "webui.engine.inspect.run",
     # errors: every one is an EngineError; RequestError means bad input (a 4xx), NotFoundError names a missing thing
     "EngineError": "webui.engine.errors", "RequestError": "webui.engine.requests",
     "NotFoundError": "webui.engine.requests", "SamplerError": "webui.engine.samplers",

@@ -178,6 +178,26 @@ class Engine:
     txt2img = generate
     img2img = generate
 
+    # ---- inspect (webui/engine/inspect/) --------------------------------------------------------------------
+    def submit_inspect(self, request):
+        """An InspectRequest planned now (bad input raises here) and queued as one job; its result an
+        InspectResult (the image, token view, steps, attention maps, walk frames)."""
+        from webui.engine.inspect import run as inspect_run
+
+        plan = inspect_run.InspectPlan(self, request)
+        job = self.queue.submit("inspect", lambda state: inspect_run.run(self, plan, state))
+        job.plan = plan.main
+        return job
+
+    def inspect(self, request, timeout: float | None = None):
+        return self.submit_inspect(request).result(timeout)
+
+    def inspect_tokens(self, prompt: str, steps: int = 20):
+        """The TokenView of a prompt for the active model (through the queue: loads the model if none is)."""
+        from webui.engine.inspect import run as inspect_run
+
+        return self.queue.run("tokens", lambda state: inspect_run.prompt_tokens(self, prompt, steps))
+
     def list_scripts(self, mode: str) -> list[str]:
         """The scripts a request of this mode ("txt2img" | "img2img") may name, as A1111's /sdapi/v1/scripts lists
         them (titles in lower case)."""

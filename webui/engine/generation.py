@@ -190,9 +190,10 @@ def pipeline_kind(model: LoadedModel, batch: Batch) -> str:
 
 
 def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, batch: Batch, state: JobState,
-                 on_step: Callable | None = None) -> torch.Tensor | None:
+                 on_step: Callable | None = None, inspector=None) -> torch.Tensor | None:
     """The sampled latents of one batch; when interrupted, the latents as far as they got (the last estimate of
-    the finished image; `state.interrupted` tells); None when skipped or interrupted before the first step."""
+    the finished image; `state.interrupted` tells); None when skipped or interrupted before the first step.
+    `inspector` (webui/engine/inspect/sampling.py, only for an Inspect run): its hooks around the pipeline call."""
     kind = pipeline_kind(model, batch)
     pipe = pipeline_for(model, kind, device)
     pipe.scheduler = make_scheduler(spec.choice, model.scheduler_config, model.family)
@@ -210,7 +211,11 @@ def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, b
     args.update(_image_args(model, device, pipe, kind, spec, batch))
     state.set_step(0, spec.steps if kind == "txt2img" else max(1, int(spec.steps * args["strength"])))
     pipe._interrupt = False
-    out = pipe(**args)
+    if inspector is None:
+        out = pipe(**args)
+    else:
+        with inspector.sampling(pipe, args, callback, denoised, model=model, spec=spec, batch=batch):
+            out = pipe(**args)
     if state.skipped:
         return None
     return denoised.latents if state.interrupted else out.images

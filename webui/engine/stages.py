@@ -48,10 +48,12 @@ class BatchWork:
 class GenerationJob:
     STAGES = ("sample", "second_pass", "decode", "restore_faces", "overlay", "postprocess", "save")
 
-    def __init__(self, engine, plan: JobPlan, state: JobState):
+    def __init__(self, engine, plan: JobPlan, state: JobState, inspector=None):
         """`engine`: the Engine that runs the job (its models, device, networks, upscalers, hooks and outputs; not
-        imported here, since the engine imports this module)."""
+        imported here, since the engine imports this module). `inspector`: an Inspect run's sampling hooks
+        (webui/engine/inspect/sampling.py), given to the first pass only; None for a plain generation."""
         self.engine, self.plan, self.state = engine, plan, state
+        self.inspector = inspector
         self.req = plan.request
 
     def run(self) -> GenerationResult:
@@ -178,7 +180,7 @@ class GenerationJob:
         self._switch(self.first_model)  # back from the previous batch's hires checkpoint, if any
         self.nets.activate(self.plan.prompts.networks[work.first:work.first + len(work.batch.seeds)])
         work.latents = sample_batch(self.model, self.engine.device, self.spec, work.batch, self.state,
-                                    self._on_step)
+                                    self._on_step, self.inspector)
         if work.latents is None and self.state.skipped and not self.state.interrupted:
             self.state.skipped = False
             self.result.skipped += len(work.batch.seeds)
