@@ -140,6 +140,13 @@ def add_common_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     g.add_argument("--medvram", action="store_true", default=d(False), help="CUDA: keep only the running model part on the GPU")
     g.add_argument("--lowvram", action="store_true", default=d(False), help="CUDA: sequential offload, slowest, least VRAM")
     g.add_argument("--attention-slicing", action="store_true", default=d(False), help="compute attention in slices (less memory)")
+    g.add_argument("--compile", action="store_true", default=d(False),
+                   help="torch.compile the UNet and VAE decode: slow first image at each new size, faster after")
+    g.add_argument("--backend", choices=["pytorch", "openvino"], default=d("pytorch"),
+                   help="openvino: run the UNet and VAE decoder with OpenVINO on the CPU "
+                        "(pip install -r requirements-openvino.txt)")
+    g.add_argument("--openvino-precision", choices=["f32", "bf16"], default=d("f32"),
+                   help="OpenVINO's compute precision: f32 (as PyTorch) or bf16 (faster on CPUs with bf16, looser)")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--ckpt", default=d(None), help="checkpoint to load first (title, name or path)")
     g.add_argument("--checkpoint-cache", default=d(None), type=_at_least_one, help="checkpoints kept in RAM (default 1)")
@@ -263,6 +270,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
         gfpgan_dirs=list(args.gfpgan_models_path), codeformer_dirs=list(args.codeformer_models_path), embeddings_dir=args.embeddings_dir, device=_device(args),
         precision="fp32" if args.no_half else args.precision, xformers=args.xformers, medvram=args.medvram,
         lowvram=args.lowvram, attention_slicing=args.attention_slicing, ckpt=args.ckpt,
+        compile=args.compile, backend=args.backend, openvino_precision=args.openvino_precision,
     )
     if args.outdir:
         changes["outputs_dir"] = args.outdir

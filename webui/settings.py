@@ -41,6 +41,9 @@ class Settings:
     medvram: bool = False
     lowvram: bool = False
     attention_slicing: bool = False
+    compile: bool = False  # --compile: torch.compile the UNet and VAE decode (webui/engine/acceleration)
+    backend: str = "pytorch"  # --backend: pytorch | openvino (CPU)
+    openvino_precision: str = "f32"  # --openvino-precision: f32 (as PyTorch) | bf16 (CPUs with bf16 support)
     # checkpoint handling
     ckpt: str | None = None  # checkpoint to load first (title, name or path)
     checkpoint_cache_size: int = 1  # checkpoints kept in RAM (A1111: sd_checkpoints_limit)

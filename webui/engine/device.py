@@ -18,6 +18,7 @@ class DeviceConfig:
     attention_slicing: bool = False
     notices: tuple[str, ...] = field(default_factory=tuple)
     vae_tiling_side: int = 1536  # decode tiled above this many pixels on a side
+    accelerator: object = field(default=None, compare=False)  # --compile / --backend openvino (acceleration/)
 
     @property
     def is_cuda(self) -> bool:
@@ -25,7 +26,8 @@ class DeviceConfig:
 
     def describe(self) -> str:
         dt = str(self.dtype).removeprefix("torch.")
-        return f"{self.device} {dt}, attention {self.attention}, offload {self.offload}"
+        fast = f", {self.accelerator.name}" if self.accelerator is not None else ""
+        return f"{self.device} {dt}, attention {self.attention}, offload {self.offload}{fast}"
 
 
 def _pick_device(wish: str) -> torch.device:
@@ -56,7 +58,8 @@ def xformers_usable() -> tuple[bool, str]:
 
 def select_device(settings) -> DeviceConfig:
     notices: list[str] = []
-    device = _pick_device(settings.device)
+    openvino = getattr(settings, "backend", "pytorch") == "openvino"
+    device = _pick_device("cpu" if openvino and settings.device in ("", "auto") else settings.device)
     if settings.precision == "fp16" or (settings.precision == "auto" and device.type == "cuda"):
         dtype = torch.float16
     else:
@@ -79,7 +82,34 @@ def select_device(settings) -> DeviceConfig:
             offload = "sequential" if settings.lowvram else "model"
         else:
             notices.append(f"--{'lowvram' if settings.lowvram else 'medvram'} only applies to CUDA; ignored on {device}")
+    accelerator = _accelerator(settings, device, offload, notices)
     for n in notices:
         log.warning(n)
     return DeviceConfig(device, dtype, attention, offload, settings.attention_slicing, tuple(notices),
-                        settings.vae_tiling_threshold)
+                        settings.vae_tiling_threshold, accelerator)
+
+
+def _accelerator(settings, device: torch.device, offload: str, notices: list[str]):
+    """--backend openvino (CPU only; the package must import) or --compile (not with CPU offload), else None."""
+    if getattr(settings, "backend", "pytorch") == "openvino":
+        from webui.engine.acceleration import openvino
+
+        ok, why = openvino.available()
+        if not ok:
+            raise RuntimeError(f"--backend openvino asked for, but {why}. Install it: "
+                               "pip install -r requirements-openvino.txt")
+        if device.type != "cpu":
+            raise RuntimeError(f"--backend openvino runs on the CPU, but --device {settings.device} asks for "
+                               f"{device}: leave out one of the two")
+        if settings.compile:
+            notices.append("--compile ignored: --backend openvino compiles the model itself")
+        return openvino.OpenVinoBackend(settings.cache_path / "openvino", settings.openvino_precision)
+    if getattr(settings, "compile", False):
+        if offload != "none":
+            notices.append("--compile ignored with --medvram/--lowvram (the offload hooks move the model while "
+                           "it runs)")
+            return None
+        from webui.engine.acceleration.compiled import TorchCompile
+
+        return TorchCompile()
+    return None

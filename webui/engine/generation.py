@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from webui.engine import noise as noise_mod
+from webui.engine.acceleration import accelerated_decoder, accelerated_unet
 from webui.engine.checkpoints.loader import LoadedModel
 from webui.engine.device import DeviceConfig
 from webui.engine.errors import EngineError
@@ -211,8 +212,9 @@ def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, b
     args.update(_image_args(model, device, pipe, kind, spec, batch))
     state.set_step(0, spec.steps if kind == "txt2img" else max(1, int(spec.steps * args["strength"])))
     pipe._interrupt = False
-    if inspector is None:
-        out = pipe(**args)
+    if inspector is None:  # an Inspect run needs the PyTorch UNet (its hooks are attention processors)
+        with accelerated_unet(model, device.accelerator, pipe):  # --compile / --backend openvino, else as it is
+            out = pipe(**args)
     else:
         with inspector.sampling(pipe, args, callback, denoised, model=model, spec=spec, batch=batch):
             out = pipe(**args)
@@ -323,9 +325,12 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor, device: DeviceConf
         vae.enable_tiling()
     else:
         vae.disable_tiling()
+    fast = accelerated_decoder(model, device.accelerator, vae, tiled=side > device.vae_tiling_side)
     out = []
     for lat in latents:
-        img = _decode_one(vae, lat[None], fp32=vae in model.fp32_vaes)
+        img = fast(lat[None]) if fast is not None else None
+        if img is None or not bool(torch.isfinite(img).all()):  # the accelerated decode's NaNs: the checks below
+            img = _decode_one(vae, lat[None], fp32=vae in model.fp32_vaes)
         if not bool(torch.isfinite(img).all()) and vae.dtype == torch.float16 and vae not in model.fp32_vaes:
             log.warning("VAE produced NaNs in fp16; decoding with this VAE in fp32 from now on")
             model.fp32_vaes.add(vae)

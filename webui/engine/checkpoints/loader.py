@@ -59,6 +59,7 @@ class LoadedModel:
     embeddings: Any = None  # networks.embeddings.ModelEmbeddings: textual-inversion vectors in its tokenizers
     preview_map: PreviewMap | None = None  # latent -> RGB map for live previews, fitted to the current VAE
     fp32_vaes: Any = field(default_factory=weakref.WeakSet)  # VAEs that make NaNs in fp16: decoded in fp32
+    accelerated: Any = None  # acceleration: what --compile / --backend openvino built for this model, by name
 
     @property
     def family(self) -> str:
