@@ -68,6 +68,16 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_line(argv: list[str] | None = None, environ=None) -> list[str]:
+    """The flags as parse_command_line reads them (COMMANDLINE_ARGS first), for processes that parse them again."""
+    import os
+
+    from webui.flags import split_args
+
+    extra = split_args((os.environ if environ is None else environ).get("COMMANDLINE_ARGS", ""))
+    return extra + list(sys.argv[1:] if argv is None else argv)
+
+
 def main(argv: list[str] | None = None, environ=None) -> int:
     """`argv` (default: sys.argv) after the flags in COMMANDLINE_ARGS of `environ` (default: os.environ)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -77,6 +87,15 @@ def main(argv: list[str] | None = None, environ=None) -> int:
         log.warning(notice)
     if args.command == "generate":
         return run_generate(args)
+    if args.command == "serve-ray":
+        try:
+            # ray is an optional extra: imported only here
+            from webui.serving.ray_app import serve_ray
+        except ImportError as exc:
+            print(f"error: serve-ray needs Ray Serve ({exc}): pip install -r requirements-ray.txt -c requirements.txt",
+                  file=sys.stderr)
+            return 2
+        return serve_ray(args, command_line(argv, environ))
     from webui.server import serve  # the web UI and the API
 
     return serve(args)

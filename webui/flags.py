@@ -336,4 +336,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-image", type=Path, help="img2img: the starting image")
     g.add_argument("--resize-mode", type=int, default=0, help="0 just resize, 1 crop and resize, 2 resize and fill")
     g.add_argument("--denoising-strength", type=float, default=0.75)
+    add_serve_ray_parser(sub)
+    add_train_parsers(sub, add_common_flags)
     return p
+
+
+def add_serve_ray_parser(sub) -> None:
+    """`serve-ray`: the REST API on Ray Serve (webui/serving). The folder, device, auth and address flags work
+    before or after it (given after it they override); the deployment's own flags only after it."""
+    s = sub.add_parser("serve-ray", help="serve the A1111 API on Ray Serve: many replicas, one model each "
+                       "(needs requirements-ray.txt)")
+    add_common_flags(s, defaults=False)
+    keep = argparse.SUPPRESS
+    switch, text = {"action": "store_true"}, {}
+    for names, kw in ((("--listen",), switch), (("--server-name",), text), (("--port",), {"type": int}),
+                      (("--auth", "--gradio-auth"), text), (("--auth-file", "--gradio-auth-path"), {"type": Path}),
+                      (("--api-auth",), text), (("--api-log",), switch), (("--cors-allow-origins",), text),
+                      (("--cors-allow-origins-regex",), text), (("--freeze-settings",), switch)):
+        s.add_argument(*names, default=keep, help="as before the subcommand", **kw)
+    g = s.add_argument_group("Ray Serve")
+    scale = g.add_mutually_exclusive_group()
+    scale.add_argument("--replicas", type=int, default=1, help="generation replicas (default 1)")
+    scale.add_argument("--autoscale", metavar="MIN-MAX", help="scale between MIN and MAX replicas on queue length")
+    g.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica holds (1 on a GPU cluster; "
+                   "default 0: CPU)")
+    g.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs Ray reserves for each replica")
+    g.add_argument("--threads-per-replica", type=int, default=1, help="torch CPU threads in each replica")
+    g.add_argument("--max-ongoing-requests", type=int, default=4, help="requests one replica takes at once")
+    g.add_argument("--address", help="Ray cluster to join (e.g. auto, or ray://head:10001); default: RAY_ADDRESS, "
+                   "else a local Ray started for this command")
