@@ -111,8 +111,8 @@ def _embedding_tokens(tokenizer, names) -> dict[int, str]:
 
 
 def _break_chunks(encoder, text: str) -> set[int]:
-    """The chunks that a BREAK ended: the last chunk of the text before each BREAK, as the encoder chunks it (the
-    text before a BREAK chunks the same way as that part of the whole text does)."""
+    """The chunks that a BREAK ended: the last chunk of the text up to each BREAK, as the encoder chunks it (the
+    text up to a BREAK chunks the same way as that part of the whole text does)."""
     if getattr(encoder, "emphasis", "Original") == "None":
         return set()  # BREAK is a plain word then
-    return {len(encoder.tokenize(text[:m.start()])) - 1 for m in _BREAK.finditer(text)}
+    return {len(encoder.tokenize(text[:m.end()])) - 1 for m in _BREAK.finditer(text)}
