@@ -21,6 +21,8 @@ _EXPORTS = {
     "merge_prompts": "webui.engine.prompts.styles",
     "NetworkCard": "webui.engine.networks.catalog", "PreviewRefused": "webui.engine.networks.catalog",
     "NETWORK_SORTS": "webui.engine.networks.catalog",
+    "TrainingRequest": "webui.engine.training.request", "TrainingResult": "webui.engine.training.request",
+    "TrainingError": "webui.engine.training.request",
     "Script": "webui.engine.scripts.base", "ScriptArg": "webui.engine.scripts.base",
     "ScriptNotFound": "webui.engine.scripts.base",
     "InspectRequest": "webui.engine.inspect.run", "InspectResult": "webui.engine.inspect.run",

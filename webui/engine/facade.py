@@ -277,6 +277,23 @@ class Engine:
         allowed."""
         return catalog.save_preview(self.settings, card.path, image, infotext)
 
+    # ---- training (LoRA, textual inversion) ------------------------------------------------------------------
+    def submit_training(self, request):
+        """Check a TrainingRequest and read its images now (TrainingError for bad input), then queue the run; the
+        job's `plan.monitor` has the losses and sample images so far, its result is a TrainingResult."""
+        from webui.engine import training
+
+        return training.submit(self, request)
+
+    def train(self, request, timeout: float | None = None):
+        return self.submit_training(request).result(timeout)
+
+    def create_embedding(self, name: str, num_vectors: int = 1, init_text: str = "*", overwrite: bool = False) -> Path:
+        """A1111's Create embedding: an untrained embedding for the loaded model in the embeddings folder."""
+        from webui.engine import training
+
+        return training.create_embedding(self, name, num_vectors, init_text, overwrite)
+
     def face_restorers(self, refresh: bool = False) -> list:
         """The installed face restorers (FaceRestorerInfo: kind and file; `.as_api()` = A1111's item), one per
         kind: CodeFormer, GFPGAN, RestoreFormer."""

@@ -32,6 +32,7 @@ class JobState:
     skipped: bool = False
     preview: Any = None  # PIL image of the latest preview
     preview_step: int = -1
+    textinfo: str | None = None  # a line about the job's state (training: the loss), A1111's /progress textinfo
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def interrupt(self) -> None:

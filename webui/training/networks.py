@@ -1,36 +1,29 @@
 """Stages 3 and 4 of :mod:`webui.training.demo`: a LoRA (kohya format) and a
-textual-inversion embedding, trained on top of the finished base model."""
+textual-inversion embedding, trained on top of the finished base model (with the engine's training parts, which
+the user-facing training in webui.engine.training uses too)."""
 
 from __future__ import annotations
 
 import torch
 from tqdm import tqdm
 
+from webui.engine.training.embedding import TokenInjector
+from webui.engine.training.lora import LORA_TARGETS, LORA_TE_TARGETS, add_lora, peft_to_kohya
 from webui.training import shapes
 from webui.training.objective import diffusion_loss, lr_at, tokenize
+
+__all__ = ["LORA_TARGETS", "LORA_TE_TARGETS", "TokenInjector", "peft_to_kohya", "ti_input_ids", "train_embedding",
+           "train_lora"]
 
 
 # --------------------------------------------------------------------------
 # Stage 3: LoRA (peft on the UNet and the text encoder, saved with kohya names)
 # --------------------------------------------------------------------------
 
-# What kohya's sd-scripts trains by default for a LoRA ("networks.lora"): the UNet's
-# transformer blocks (attention, feed-forward, projections) and the text encoder's
-# attention and MLP layers.
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out"]
-LORA_TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
-
-
 def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps, rng,
                generator, *, trigger, rank=8, batch=16, lr=2e-3, drop=0.1):
     """Returns the peft-wrapped UNet and text encoder; ``trigger`` starts every non-empty caption."""
-    from peft import LoraConfig, get_peft_model
-
-    def wrap(module, targets):
-        return get_peft_model(module, LoraConfig(r=rank, lora_alpha=rank, target_modules=targets,
-                                                 init_lora_weights="gaussian"))
-
-    model, te = wrap(unet, LORA_TARGETS), wrap(text_encoder, LORA_TE_TARGETS)
+    model, te = add_lora(unet, LORA_TARGETS, rank, rank), add_lora(text_encoder, LORA_TE_TARGETS, rank, rank)
     params = [p for m in (model, te) for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
@@ -56,58 +49,9 @@ def train_lora(unet, text_encoder, tokenizer, scheduler, samples, latents, steps
     return model, te
 
 
-def peft_to_kohya(model, alpha: float, prefix: str = "lora_unet_") -> dict[str, torch.Tensor]:
-    """peft's ``base_model.model.<path>.lora_A.default.weight`` ->
-    kohya's ``<prefix><path with _>.lora_down.weight`` (+ ``.alpha``); the
-    prefix is ``lora_unet_`` for the UNet, ``lora_te_`` for the text encoder."""
-    out = {}
-    for name, tensor in model.state_dict().items():
-        if ".lora_A." not in name and ".lora_B." not in name:
-            continue
-        path = name.replace("base_model.model.", "", 1)
-        path, kind = (path.split(".lora_A.")[0], "lora_down") if ".lora_A." in path \
-            else (path.split(".lora_B.")[0], "lora_up")
-        if prefix == "lora_te_" and not path.startswith("text_model."):
-            path = "text_model." + path  # kohya names the CLIP layers from the full model
-        key = prefix + path.replace(".", "_")
-        out[f"{key}.{kind}.weight"] = tensor.detach().to(torch.float16).contiguous()
-        out[f"{key}.alpha"] = torch.tensor(float(alpha), dtype=torch.float16)
-    return out
-
-
 # --------------------------------------------------------------------------
 # Stage 4: textual inversion (new token vectors, everything else frozen)
 # --------------------------------------------------------------------------
-
-class TokenInjector:
-    """Replace the embeddings of a placeholder token id with trainable vectors.
-
-    The caption contains the placeholder id ``n_vectors`` times in a row; the
-    k-th occurrence gets vector k (that is how A1111 expands an embedding's
-    name into its vectors).
-    """
-
-    def __init__(self, text_encoder, placeholder_id, vectors):
-        self.placeholder_id = placeholder_id
-        self.vectors = vectors
-        emb = text_encoder.get_input_embeddings()
-        self.handle = emb.register_forward_hook(self.hook)
-
-    def hook(self, module, args, output):
-        ids = args[0]
-        mask = ids == self.placeholder_id
-        if not mask.any():
-            return output
-        output = output.clone()
-        for row in range(ids.shape[0]):
-            pos = mask[row].nonzero().flatten()
-            for k, p in enumerate(pos.tolist()):
-                output[row, p] = self.vectors[k % len(self.vectors)]
-        return output
-
-    def remove(self):
-        self.handle.remove()
-
 
 def ti_input_ids(tokenizer, captions, placeholder_id, n_vectors, marker="zebra"):
     """Tokenize captions that contain ``marker`` and swap it for the placeholder

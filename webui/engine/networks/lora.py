@@ -358,6 +358,10 @@ class ModelLoras:
             self.applied = ()
             self._fused_modules = set()
 
+    def fused_originals(self, component: str) -> dict[str, torch.Tensor]:
+        """Module name -> original weight (CPU copy) of the modules of `component` that hold a fused LoRA now."""
+        return {name: self.backups[(comp, name)] for comp, name in self._fused_modules if comp == component}
+
     def _backup(self, pipe, adapters: set[str], comps: set[str]) -> None:
         """Keep a copy of the original weight of every module the adapters will change (once per module)."""
         from peft.tuners.tuners_utils import BaseTunerLayer
