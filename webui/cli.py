@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None, environ=None) -> int:
         log.warning(notice)
     if args.command == "generate":
         return run_generate(args)
+    if args.command == "inspect":
+        from webui.cli_inspect import run_inspect
+
+        return run_inspect(args, settings_from_args)
     if args.command == "serve-ray":
         try:
             # ray is an optional extra: imported only here

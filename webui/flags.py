@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--denoising-strength", type=float, default=0.75)
     add_serve_ray_parser(sub)
     add_train_parsers(sub, add_common_flags)
+    from webui.cli_inspect import add_inspect_parser
+
+    add_inspect_parser(sub, add_common_flags)
     return p
 
 
