@@ -57,7 +57,7 @@ def test_plain_generation_installs_no_hooks_and_inspect_restores_them(engine):
         seen.append({type(p).__name__ for p in unet.attn_processors.values()})
 
     engine.hooks.add("step", look, 0, Owner())
-    engine.generate(_req(engine))
+    plain_image = engine.generate(_req(engine)).images[0]
     plain, seen[:] = list(seen), []
     assert plain and all("CaptureProcessor" not in s for s in plain)
     unet = engine.active_model().components["unet"]
@@ -67,6 +67,7 @@ def test_plain_generation_installs_no_hooks_and_inspect_restores_them(engine):
     after = unet.attn_processors
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)  # restored
     assert res.attention_info["layers"] and all(n.startswith("up_blocks") for n in res.attention_info["layers"])
+    assert np.array_equal(np.asarray(res.image), np.asarray(plain_image))  # capture never changes the image
 
 
 def test_inspect_records_every_step_and_maps_at_latent_resolution(engine):

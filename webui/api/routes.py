@@ -19,6 +19,7 @@ from starlette.background import BackgroundTask
 from webui.api import registries, schemas, translate
 from webui.api.errors import ApiError, ApiRoute
 from webui.api.images import decode_image, encode_png, image_text_items
+from webui.api.inspect_routes import InspectApi
 from webui.api.options import ApiOptions
 from webui.auth import credentials_match
 from webui.engine.infotext import parse_infotext
@@ -380,6 +381,7 @@ def mount_api(app: FastAPI, engine, auth: list[tuple[str, str]] | None = None, e
     /server-stop, /server-kill and /server-restart, as A1111's --api-server-stop."""
     api = SdApi(engine, auth, extensions, flags, server_control)
     app.include_router(api.router)
+    app.include_router(InspectApi(engine, api.router.dependencies).router)  # /ls/v1/inspect/...
     app.add_api_route("/internal/ping", ping, methods=["GET"], tags=["internal"])
     app.state.sdapi = api
     return api

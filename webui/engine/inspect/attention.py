@@ -6,8 +6,9 @@ memory does not grow with steps or layers.
 
 Capture goes through diffusers' attention processors: `CaptureProcessor` is installed with
 `unet.set_attn_processor` on the chosen layers only (every other layer keeps its processor) and the saved
-processors are put back afterwards (`AttentionCapture.installed`). PyTorch's fused attention (SDPA) never forms the
-probabilities, so the captured layers compute them explicitly (the same arithmetic as diffusers' `AttnProcessor`).
+processors are put back afterwards (`AttentionCapture.installed`). It wraps each layer's own processor, which still
+computes the layer's output: PyTorch's fused attention (SDPA) never forms the probabilities, so the captured layers
+compute them besides, explicitly (the same arithmetic as diffusers' `AttnProcessor`), and only in captured steps.
 """
 from __future__ import annotations
 
@@ -79,44 +80,36 @@ class AttentionMaps:
 
 
 class CaptureProcessor:
-    """A cross-attention processor that computes the attention probabilities explicitly (as diffusers'
-    `AttnProcessor` does) and hands them to the capture while its steps are active. Installed per layer."""
+    """Wraps one layer's own processor: the layer's output is what that processor computes (so the image is the
+    plain generation's, bit for bit), and while the capture's steps are active the attention probabilities are
+    computed besides, explicitly (the query and key projections and softmax of diffusers' `AttnProcessor`), since
+    fused attention (SDPA, xformers) never forms them."""
 
-    def __init__(self, capture: AttentionCapture):
+    def __init__(self, capture: AttentionCapture, original):
         self.capture = capture
+        self.original = original
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
-        residual = hidden_states
+        if encoder_hidden_states is not None and self.capture.active:
+            self._capture(attn, hidden_states, encoder_hidden_states, temb)
+        return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+    @torch.no_grad()
+    def _capture(self, attn, hidden_states, encoder_hidden_states, temb) -> None:
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch_size, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
-        batch_size, sequence_length, _ = (hidden_states.shape if encoder_hidden_states is None
-                                          else encoder_hidden_states.shape)
-        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        if hidden_states.ndim == 4:
+            b, c, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        query = attn.to_q(hidden_states)
-        cross = encoder_hidden_states is not None
-        if not cross:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
+        if attn.norm_cross:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
         key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
-        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
-        probs = attn.get_attention_scores(attn.head_to_batch_dim(query), key, attention_mask)
-        if cross and self.capture.active:
-            self.capture.maps.add(probs, batch_size, attn.heads)
-        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        probs = attn.get_attention_scores(query, key, None)  # [batch * heads, queries, keys]
+        self.capture.maps.add(probs, hidden_states.shape[0], attn.heads)
 
 
 class AttentionCapture:
@@ -142,8 +135,8 @@ class AttentionCapture:
         """The capture processor on the chosen layers for the duration; the UNet's own processors restored on any
         exit (also when sampling fails or is interrupted)."""
         saved = unet.attn_processors
-        proc = CaptureProcessor(self)
-        unet.set_attn_processor({name: proc if name in self.layers else p for name, p in saved.items()})
+        unet.set_attn_processor({name: CaptureProcessor(self, p) if name in self.layers else p
+                                 for name, p in saved.items()})
         try:
             yield self
         finally:
