@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None, environ=None) -> int:
         log.warning(notice)
     if args.command == "generate":
         return run_generate(args)
+    if args.command in ("train-lora", "train-embedding"):
+        from webui.cli_train import run_training
+
+        return run_training(args)
     if args.command == "inspect":
         from webui.cli_inspect import run_inspect
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from webui.settings import FLAG_ORIGIN, ROOT, Settings, load_user_settings
+from webui.train_flags import add_train_parsers
 
 # A1111 flags with no meaning here, by how many values each takes (0: a switch, 1: one value, "append": one value,
 # repeatable). --no-half-vae: an fp16 VAE that makes NaNs is switched to fp32 by itself; keeping it in fp32 from the

@@ -108,7 +108,7 @@ def test_interrupt_saves_the_last_step_and_resume_continues(engine, tmp_path):
     assert read_safetensors_metadata(result.path)["ss_steps"] == str(result.steps)
     assert result.path.with_name("mylora.safetensors.optim").is_file()
     resumed = engine.train(lora_request(tmp_path, steps=result.steps + 3, batch_size=1, resume=True))
-    assert resumed.steps == result.steps + 3 and [s for s, _ in resumed.losses][0] == result.steps + 1
+    assert resumed.steps == result.steps + 3 and resumed.losses[0][0] == result.steps + 1
     with pytest.raises(TrainingError, match="already been trained"):
         engine.train(lora_request(tmp_path, steps=2, resume=True))
 

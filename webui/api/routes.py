@@ -21,6 +21,7 @@ from webui.api.errors import ApiError, ApiRoute
 from webui.api.images import decode_image, encode_png, image_text_items
 from webui.api.inspect_routes import InspectApi
 from webui.api.options import ApiOptions
+from webui.api.training import add_training_routes
 from webui.auth import credentials_match
 from webui.engine.infotext import parse_infotext
 from webui.engine import LATENT_MODES, ExtrasRequest
@@ -93,6 +94,7 @@ class SdApi:
         r("/sd-modules", self.sd_modules, methods=["GET"], response_model=list[schemas.SDVaeItem])
         r("/unload-checkpoint", self.unload_checkpoint, methods=["POST"])
         r("/reload-checkpoint", self.reload_checkpoint, methods=["POST"])
+        add_training_routes(self)  # /create/embedding, /train/embedding (A1111), /train/lora
         if server_control is not None:  # A1111's --api-server-stop; without it these paths are 404s
             r("/server-stop", self.server_stop, methods=["POST"])
             r("/server-kill", self.server_kill, methods=["POST"])
@@ -146,7 +148,7 @@ class SdApi:
             preview = await run_in_threadpool(encode_png, st.preview)
         eta = st.eta
         return {"progress": max(0.01, min(1.0, st.progress)), "eta_relative": eta if eta is not None else 0.0,
-                "state": state, "current_image": preview, "textinfo": None}
+                "state": state, "current_image": preview, "textinfo": st.textinfo}
 
     async def interrupt(self) -> dict:
         self.engine.interrupt()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from webui.ui import (extensions_tab, extras_tab, header as header_mod, history_tab, img2img, lora_tab, models_tab,
-                      pnginfo_tab, settings_tab, styles_tab, txt2img, wildcards_tab)
+                      pnginfo_tab, settings_tab, styles_tab, train_tab, txt2img, wildcards_tab)
 from webui.ui import gallery_actions, inspect_tab, limits
 from webui.ui.context import UiContext
 from webui.ui.generation import GenerationPanel, record_image
@@ -92,6 +92,7 @@ def build_ui(ctx: UiContext) -> gr.Blocks:
             target = lora_tab.build(ctx, panels)
             models_tab.build(ctx, header)
             extras = extras_tab.build(ctx)
+            train_tab.build(ctx)
             inspect_tab.build(ctx).wire_sending(panels["txt2img"], tabs)  # before _wire chains the paste events
             pnginfo_tab.build(ctx, panels, tabs)
             history_tab.build(ctx, panels, tabs)

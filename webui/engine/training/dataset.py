@@ -8,7 +8,11 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from webui.engine.training.request import TrainingError, TrainingNotFound, TrainingRequest
+from webui.engine.training.request import (
+    TrainingError,
+    TrainingNotFound,
+    TrainingRequest,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif")
 MAX_IMAGES = 10_000

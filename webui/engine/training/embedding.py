@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from webui.engine.training.saving import atomic_write
+
 PLACEHOLDER = "<ls-placeholder>"
 
 
@@ -66,15 +68,14 @@ def save_embedding(path: Path, name: str, vectors: dict[str, torch.Tensor], step
                    checkpoint_name: str) -> None:
     """A1111's layout: {string_to_token, string_to_param: {'*': [n, dim]}, name, step, sd_checkpoint,
     sd_checkpoint_name}; SDXL: clip_l / clip_g tensors (metadata in the header). Written to a temp file, renamed."""
-    tmp = path.with_name(path.name + ".tmp")
     if "clip_l" in vectors:
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().cpu().float().contiguous() for k, v in vectors.items()}
-        save_file(tensors, str(tmp), metadata={"name": name, "step": str(step), "sd_checkpoint": checkpoint_hash or "",
-                                              "sd_checkpoint_name": checkpoint_name})
+        meta = {"name": name, "step": str(step), "sd_checkpoint": checkpoint_hash or "",
+                "sd_checkpoint_name": checkpoint_name}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     else:
         data = {"string_to_token": {"*": 265}, "string_to_param": {"*": vectors[""].detach().cpu().float()},
                 "name": name, "step": step, "sd_checkpoint": checkpoint_hash, "sd_checkpoint_name": checkpoint_name}
-        torch.save(data, str(tmp))
-    tmp.replace(path)
+        atomic_write(path, lambda tmp: torch.save(data, tmp))

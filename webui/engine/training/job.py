@@ -17,8 +17,15 @@ from webui.engine.training import lora as lo
 from webui.engine.training.dataset import gather, prepare
 from webui.engine.training.defaults import training_defaults
 from webui.engine.training.request import (
-    METHODS, TrainingError, TrainingNotFound, TrainingRequest, TrainingResult, check_name, parse_learning_rate,
+    METHODS,
+    TrainingError,
+    TrainingNotFound,
+    TrainingRequest,
+    TrainingResult,
+    check_name,
+    parse_learning_rate,
 )
+from webui.engine.training.saving import atomic_write
 from webui.engine.training.trainer import Monitor, Settings, Trainer
 
 log = logging.getLogger(__name__)
@@ -157,7 +164,7 @@ def run(engine, plan: TrainingPlan, state) -> TrainingResult:
         if plan.resume_tensors is not None:
             _load_lora_state(trainer, plan)
         _load_optimizer(trainer, plan)
-        save = lambda step: _save(engine, plan, trainer, model, step, started)  # noqa: E731
+        save = lambda step: _save(engine, plan, trainer, model, step, started)
         interrupted = trainer.run(plan.resume_step, save)
         path, meta = save(trainer.step)
     except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -217,9 +224,8 @@ def _save(engine, plan: TrainingPlan, trainer: Trainer, model, step: int, starte
                 "sd_checkpoint_name": Path(model.title.split(" [")[0]).stem}
         ti.save_embedding(path, r.name, trainer.embedding_vectors(), step, meta["sd_checkpoint"],
                           meta["sd_checkpoint_name"])
-    tmp = optim_path(path).with_suffix(".tmp")
-    torch.save({"step": step, "optimizer_state_dict": trainer.optimizer.state_dict()}, str(tmp))
-    tmp.replace(optim_path(path))
+    state = {"step": step, "optimizer_state_dict": trainer.optimizer.state_dict()}
+    atomic_write(optim_path(path), lambda tmp: torch.save(state, tmp))
     plan.monitor.path = path
     _refresh(engine, r.method)
     return path, meta
@@ -228,9 +234,7 @@ def _save(engine, plan: TrainingPlan, trainer: Trainer, model, step: int, starte
 def _write_safetensors(path: Path, tensors: dict, meta: dict) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def _checkpoint_hash(engine, model) -> str | None:

@@ -20,7 +20,7 @@ def sample_timesteps(b, generator, n_train=1000, high_frac=0.0, high_start=700):
     """Uniform timesteps; with ``high_frac`` > 0 that fraction of the batch is drawn from [high_start, n_train)
     instead (the very noisy steps, where layout and colours are decided)."""
     t = torch.randint(0, n_train, (b,), generator=generator)
-    n_high = int(round(high_frac * b))
+    n_high = round(high_frac * b)
     if n_high:
         t[:n_high] = torch.randint(high_start, n_train, (n_high,), generator=generator)
     return t

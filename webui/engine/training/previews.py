@@ -6,7 +6,11 @@ import torch
 
 
 def sample_pipeline(model, unet, encoders: list, tokenizers: list):
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
 
     scheduler = EulerDiscreteScheduler.from_config(model.scheduler_config)
     vae = model.components["vae"]

@@ -1,6 +1,7 @@
 """What a training job is asked to do (TrainingRequest), what it made (TrainingResult), and its errors."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,7 @@ def parse_learning_rate(value: float | str, steps: int) -> list[tuple[float, int
             except ValueError:
                 raise TrainingError(f"learning rate {value!r}: expected a number or 'rate:step, rate:step, rate'") \
                     from None
-    if not pairs or any(r <= 0 or r != r for r, _ in pairs):
+    if not pairs or any(not math.isfinite(r) or r <= 0 for r, _ in pairs):
         raise TrainingError(f"learning rate {value!r} must be positive")
     return pairs
 
