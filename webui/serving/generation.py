@@ -76,7 +76,7 @@ class Generator:
         title = serve.get_multiplexed_model_id()
         try:
             await self._model(title)
-            self._apply(payload)
+            await asyncio.to_thread(self._apply, payload)  # a VAE switch waits in the engine's queue
             job = await asyncio.to_thread(self.engine.submit, payload["request"])
         except Exception as exc:  # noqa: BLE001 - sent back as a value: the ingress raises it as it is
             yield {"event": "error", "error": exc, "replica": self.name}
