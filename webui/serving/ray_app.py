@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -118,6 +119,7 @@ def serve_ray(args, argv: list[str]) -> int:
              else f"{config.replicas} replica{'s' * (config.replicas > 1)}")
     print(f"Latent Studio API on Ray Serve: http://{shown}:{args.port}/sdapi/v1 ({scale}, "
           f"{config.gpus_per_replica:g} GPU and {config.cpus_per_replica:g} CPU each). Ctrl+C stops it.", flush=True)
+    signal.signal(signal.SIGTERM, _interrupted)  # a supervisor's stop (systemd, Kubernetes) stops as Ctrl+C does
     try:
         while True:
             time.sleep(1)
@@ -126,6 +128,10 @@ def serve_ray(args, argv: list[str]) -> int:
     finally:
         stop(APP_NAME)
     return 0
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def stop(app_name: str) -> None:
