@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from webui.api.errors import ApiError
 from webui.engine import JobState, ModelCache
+from webui.engine.protocol import EngineAPI
 from webui.settings import EDITABLE, RESTART_SETTINGS
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ SYNCED_SETTINGS = tuple(k for k in EDITABLE if k not in RESTART_SETTINGS and k !
 CATALOG = ("styles", "wildcards", "device", "plan", "list_checkpoints", "resolve_checkpoint", "list_loras",
            "list_embeddings", "list_vaes", "check_vae", "token_count", "list_upscalers", "upscaler_items",
            "face_restorers", "network_cards", "network_card", "previews_writable", "save_network_preview",
-           "list_scripts", "script_info", "script_args", "request_defaults", "hooks")
+           "list_scripts", "script_info", "script_args", "request_defaults", "hooks", "controlnet_models",
+           "controlnet_modules", "controlnet_module_detail")
 RETRY_AFTER = {"Retry-After": "5"}
 
 
@@ -76,6 +78,8 @@ class RemoteEngine:
     def __getattr__(self, name: str):
         if name in CATALOG:
             return getattr(self.catalog, name)
+        if not name.startswith("_") and hasattr(EngineAPI, name):
+            return _not_on_ray(name)  # model work this deployment does not forward yet: a clear 501, never run here
         raise AttributeError(name)
 
     @property
@@ -264,6 +268,13 @@ class RemoteEngine:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.catalog.close()
+
+
+def _not_on_ray(name: str):
+    def refuse(*args, **kwargs):
+        raise ApiError(501, f"{name} is not available on Ray Serve yet: use the plain server (python app.py --api)")
+
+    return refuse
 
 
 def replica_lost(exc: BaseException) -> bool:
