@@ -146,6 +146,7 @@ def test_bad_requests_fail_before_the_queue(engine, change, message):
     ({"attention_steps": [0, 9]}, "attention_steps"),
     ({"walk_to_seed": 3, "walk_frames": 1}, "walk_frames"),
     ({"decode": "fancy"}, "decode"),
+    ({"walk_to_prompt": "a [red:blue:2] square"}, "prompt editing"),
 ])
 def test_bad_inspect_options_are_named(engine, options, message):
     with pytest.raises(RequestError, match=message):

@@ -185,6 +185,15 @@ def check(ireq: InspectRequest) -> None:
             raise RequestError("a walk between seeds uses the variation seed: set subseed_strength to 0")
         if ireq.walk_to_seed is not None and int(ireq.walk_to_seed) < 0:
             raise RequestError("walk_to_seed must be a seed (0 or more)")
+        if ireq.walk_to_prompt and any(_scheduled(t, req.steps) for t in (req.prompt, ireq.walk_to_prompt)):
+            raise RequestError("a walk between prompts does not support prompt editing or alternation "
+                               "([a:b:n], [a|b]): the conditioning is interpolated once for all steps")
+
+
+def _scheduled(text: str, steps: int) -> bool:
+    from webui.engine.prompts.schedule import prompt_schedule
+
+    return len(prompt_schedule(text, max(1, steps))) > 1
 
 
 def run(engine, iplan: InspectPlan, state) -> InspectResult:

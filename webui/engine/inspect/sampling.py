@@ -75,8 +75,10 @@ class SamplingInspector:
         """Both prompts encoded as one job (so they are padded to the same chunks, negative too), then lerped."""
         from webui.engine.generation import prompt_encoder
         from webui.engine.prompts.conditioning import build_conditioning
+        from webui.engine.prompts.extra_networks import extract_extra_networks
+        from webui.engine.prompts.prepare import strip_comments
 
-        texts = [batch.prompts[0], self.blend.other]
+        texts = [batch.prompts[0], extract_extra_networks(strip_comments(self.blend.other))[0]]
         cond = build_conditioning(prompt_encoder(model), texts, [batch.negative_prompts[0]] * 2, spec.steps,
                                   spec.clip_skip)
         a, b = cond.positive[0][0].embeds, cond.positive[1][0].embeds
