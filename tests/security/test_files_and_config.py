@@ -43,6 +43,22 @@ def test_stale_temp_files_are_removed_at_start(tmp_path):
     assert not config_temp.exists()
 
 
+def test_another_machines_temp_files_are_kept_until_no_write_could_still_run(tmp_path):
+    """A shared outputs folder (replicas on several machines): a pid of another host says nothing here."""
+    from webui.files import FOREIGN_AGE, _host, remove_stale_temps, temp_name
+
+    assert f"{os.getpid()}@{_host()}." in temp_name("00001-1.png")
+    dead_here = tmp_path / f".00001-1.png.{_dead_pid()}@{_host()}.abcdef012345.tmp"
+    fresh_there = tmp_path / f".00002-2.png.{_dead_pid()}@other-node-7.abcdef012345.tmp"
+    old_there = tmp_path / f".00003-3.png.{_dead_pid()}@other-node-7.abcdef012345.tmp"
+    for path in (dead_here, fresh_there, old_there):
+        path.write_bytes(b"half a png")
+    past = time.time() - FOREIGN_AGE - 60
+    os.utime(old_there, (past, past))
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([dead_here, old_there])
+    assert fresh_there.exists()
+
+
 def test_a_write_killed_before_the_rename_leaves_a_temp_file_the_next_start_removes(tmp_path):
     from webui.files import remove_stale_temps
 
@@ -51,7 +67,7 @@ def test_a_write_killed_before_the_rename_leaves_a_temp_file_the_next_start_remo
             "from webui.engine import image_files\n"
             "image_files.os.replace = lambda *a: os._exit(9)  # killed between the write and the rename\n"
             "image_files.save_image_with_infotext(Image.new('RGB', (8, 8)), sys.argv[1], 'a cat\\nSteps: 1')\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "00002-102.png")], cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "00002-102.png")], check=False, cwd=ROOT)
     assert done.returncode == 9
     leftovers = list(tmp_path.iterdir())
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".00002-102.png.")
