@@ -189,6 +189,10 @@ def _its(make, plan: Plan) -> float:
     return (hi - lo) / (t_hi - t_lo) if t_hi > t_lo else float("nan")
 
 
+def _rate(its: float) -> str:
+    return f"{its:.2f} it/s" if math.isfinite(its) else "no figure: timing noise"
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b and math.isfinite(a) and math.isfinite(b) else ""
 
@@ -210,7 +214,7 @@ def row_speed(plan: Plan, engines: Engines, ckpt: Path, size: int, compiled: boo
         base = _its(lambda steps: _raw(raw, size, steps), plan)
         dt = str(torch.float16 if plan.precision == "fp16" else torch.float32).removeprefix("torch.")
         note = f"{size}px, CFG 7, {dt}" + (f", first image incl. compile {first:.0f}s" if compiled else "")
-        return [(label, f"{ours:.2f} it/s", f"{base:.2f} it/s", _ratio(ours, base), note)]
+        return [(label, _rate(ours), _rate(base), _ratio(ours, base), note)]
     finally:
         if compiled:
             engine.close()
@@ -228,8 +232,8 @@ def row_attention(plan: Plan, engines: Engines):
         engine = engines.get(xformers=flag) if flag else engines.get()
         engine.load_checkpoint(plan.sd15.stem)
         its = _its(lambda steps, engine=engine: _ours(engine, plan.sd_size, steps), plan)
-        rows.append((f"SD1.5 attention: {name}", f"{its:.2f} it/s", "", "", f"{plan.sd_size}px, ours"))
-    if len(rows) == 2 and "it/s" in rows[1][1]:
+        rows.append((f"SD1.5 attention: {name}", _rate(its), "", "", f"{plan.sd_size}px, ours"))
+    if len(rows) == 2 and all(r[1].endswith("it/s") for r in rows):
         sdpa, xf = (float(r[1].split()[0]) for r in rows)
         rows[1] = rows[1][:2] + (rows[0][1], _ratio(xf, sdpa), "xformers against SDPA")
     return rows
@@ -450,7 +454,7 @@ def smoke_plan(folder: Path, compile_too: bool) -> Plan:
         write_single_file(make_tiny_pipeline(family, seed=seed), path, family, native)
         files[key] = path
     return Plan(smoke=True, device="cpu", precision="fp32", sd15=files["a"], sd15b=files["b"], sdxl=files["xl"],
-                sd_size=64, xl_size=64, steps=(2, 4), image_steps=4, upscale_side=64,
+                sd_size=64, xl_size=64, steps=(2, 8), image_steps=4, upscale_side=64,
                 esrgan={"num_filters": 8, "num_blocks": 1}, compile=compile_too, repeats=1)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("SD1.5 txt2img eager", "SD1.5 txt2img torch.compile", "VAE decode 64px", "SD1.5 attention: sdpa", "SD1.5 attention: xformers",
-        "SD1.5 hires fix 2x", "4x ESRGAN upscale 64px", "SD1.5 offload none", "SD1.5 offload --medvram",
+ROWS = ("SD1.5 txt2img eager", "SD1.5 txt2img torch.compile", "VAE decode 64px", "SD1.5 attention: sdpa",
+        "SD1.5 attention: xformers", "SD1.5 hires fix 2x", "4x ESRGAN upscale 64px", "SD1.5 offload none", "SD1.5 offload --medvram",
         "SD1.5 offload --lowvram", "SD1.5 checkpoint swap: RAM-cached", "SD1.5 LoRA training step",
         "SDXL txt2img eager", "SDXL txt2img torch.compile")
 
@@ -37,7 +37,8 @@ def test_smoke_table_has_every_row():
     rows = _table(_run("--no-compile"))
     assert list(rows) == list(ROWS)
     assert not [name for name, cells in rows.items() if cells[0].startswith("failed")]
-    figure = re.compile(r"^\d+\.\d+ (it/s|s|s/image|s/step)")
+    # it/s comes from a difference of two timings: on a busy CPU with a tiny model it may have no figure
+    figure = re.compile(r"^(\d+\.\d+ (it/s|s|s/image|s/step)|no figure: timing noise$)")
     measured = ("SD1.5 txt2img eager", "VAE decode 64px", "SD1.5 hires fix 2x", "4x ESRGAN upscale 64px",
                 "SD1.5 offload none", "SD1.5 checkpoint swap: RAM-cached", "SD1.5 LoRA training step",
                 "SDXL txt2img eager")

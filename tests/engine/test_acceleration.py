@@ -116,23 +116,38 @@ def test_openvino_matches_pytorch_and_reuses_its_export(tmp_path):
 
 @pytest.mark.slow
 def test_compile_matches_eager(tmp_path):
-    pytest.importorskip("torch._inductor")
+    """--compile's wiring: the UNet and VAE decode go through torch.compile (dynamo traces them), once per shape.
+    The backend here is aot_eager: inductor's C++ build of even the built-in model takes many minutes on a 2-core
+    CPU (the GPU bench measures the real thing)."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    from webui.engine.acceleration.compiled import TorchCompile
+    from webui.engine.device import select_device
+    from webui.engine.facade import Engine
+    from webui.settings import Settings
+
     data = _builtin_dir(tmp_path)
     plain = _engine(data)
     try:
         want = _image(plain)
     finally:
         plain.close()
-    fast = _engine(data, compile=True)
+    settings = Settings(data_dir=data, device="cpu", compile=True)
+    device = select_device(settings)
+    assert isinstance(device.accelerator, TorchCompile) and device.accelerator.backend == "inductor"
+    fast = Engine(settings, device=dataclasses.replace(device, accelerator=TorchCompile(backend="aot_eager")))
     try:
-        from torch._dynamo.utils import counters
-
-        got = _image(fast)
         graphs = counters["stats"]["unique_graphs"]
-        again = _image(fast, seed=4)  # the same shapes: the compiled model is reused, nothing recompiles
-        assert counters["stats"]["unique_graphs"] == graphs
+        got = _image(fast)
+        traced = counters["stats"]["unique_graphs"]
+        assert traced > graphs  # the UNet and the decode really went through torch.compile
+        again = _image(fast, seed=4)  # the same shapes: reused, nothing traced again
+        assert counters["stats"]["unique_graphs"] == traced
         assert psnr(again, got) < 40  # another seed, another picture
-        assert fast.device.accelerator.name == "compile"
+        model = fast.active_model()
+        assert fast.device.accelerator.unet(model) is fast.device.accelerator.unet(model)  # kept across jobs
     finally:
         fast.close()
     assert psnr(got, want) > 35, psnr(got, want)

@@ -25,8 +25,13 @@ class _Compiled:
 class TorchCompile:
     name = "compile"
 
-    def __init__(self, mode: str | None = None):
-        self.mode = mode  # torch.compile's mode (None: its default); the GPU bench tries "max-autotune-no-cudagraphs"
+    def __init__(self, mode: str | None = None, backend: str = "inductor"):
+        self.mode = mode  # torch.compile's mode (None: its default)
+        self.backend = backend  # "inductor" (the real one); the CPU tests use "aot_eager" (no C++ build, seconds)
+
+    def _compile(self, fn):
+        options = {"mode": self.mode} if self.mode and self.backend == "inductor" else {}
+        return torch.compile(fn, dynamic=False, backend=self.backend, **options)
 
     def _state(self, model) -> _Compiled:
         return model_state(model, self.name, _Compiled)
@@ -35,7 +40,7 @@ class TorchCompile:
         st = self._state(model)
         unet = model.components["unet"]
         if st.unet_source is not unet:  # a new UNet object (never for the same model today): compile it
-            st.unet_source, st.unet = unet, torch.compile(unet, dynamic=False, mode=self.mode)
+            st.unet_source, st.unet = unet, self._compile(unet)
         return st.unet
 
     def decoder(self, model, vae):
@@ -43,7 +48,7 @@ class TorchCompile:
         st.decoders = st.decoders or {}
         entry = st.decoders.get(id(vae))
         if entry is None or entry[0] is not vae:
-            entry = (vae, torch.compile(vae.decode, dynamic=False, mode=self.mode))
+            entry = (vae, self._compile(vae.decode))
             st.decoders[id(vae)] = entry
         decode = entry[1]
         scale = vae.config.scaling_factor

@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +191,9 @@ class OpenVinoBackend:
         if not xml.is_file():
             t0 = time.perf_counter()
             log.info("OpenVINO: exporting %s (once; cached in %s)", key, folder)
-            ir = convert()
+            with warnings.catch_warnings():  # the tracer's notes on shape checks it turns into constants
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                ir = convert()
             tmp = folder.with_name(folder.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
