@@ -88,6 +88,8 @@ def test_training_leaves_a_model_with_a_fused_lora_untouched(engine, tmp_path):
     before = weights(engine)  # with "first" fused into the weights now
     result = engine.train(lora_request(tmp_path, name="second", steps=2, train_text_encoder=False))
     assert_same(before, weights(engine))
+    # the model's native size, even after a pipeline raised its UNet config's sample_size (diffusers does that)
+    assert result.metadata["ss_resolution"] == "(64, 64)"
     assert result.path.name == "second.safetensors"
     from safetensors.torch import load_file
 

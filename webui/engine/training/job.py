@@ -138,9 +138,9 @@ def settings_for(plan: TrainingPlan, unet) -> Settings:
 
 
 def native_side(model) -> int:
-    vae = model.components["vae"]
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    return int(model.components["unet"].config.sample_size) * factor
+    """The checkpoint's native size (from its family and metadata: diffusers' SD pipeline raises a UNet config's
+    sample_size under 64 to 64 when it is built, so the config is not a reliable witness)."""
+    return max(model.spec.native_size)
 
 
 def size_multiple(model) -> int:
