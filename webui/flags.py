@@ -127,6 +127,10 @@ def add_common_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
                    help="extra folder of GFPGAN face restoration models")
     g.add_argument("--codeformer-models-path", type=Path, action="append", default=d([]),
                    help="extra folder of CodeFormer face restoration models")
+    g.add_argument("--controlnet-dir", type=Path, action="append", default=d([]),
+                   help="extra ControlNet model folder (besides models/ControlNet)")
+    g.add_argument("--controlnet-annotator-models-path", type=Path, action="append", default=d([]),
+                   help="extra folder of ControlNet preprocessor weights (<folder>/<kind>/<file>)")
     g.add_argument("--embeddings-dir", default=d(None), type=Path, help="textual-inversion embeddings folder")
     g.add_argument("--outdir", default=d(None), type=Path, help="outputs folder (default: outputs/)")
     g = p.add_argument_group("device and memory")
@@ -268,7 +272,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, str | None]:
     changes = dict(
         models_dir=args.models_dir, ckpt_dirs=list(args.ckpt_dir), vae_dirs=vae_dirs,
         lora_dirs=list(args.lora_dir), upscaler_dirs=list(args.upscaler_dir),
-        gfpgan_dirs=list(args.gfpgan_models_path), codeformer_dirs=list(args.codeformer_models_path), embeddings_dir=args.embeddings_dir, device=_device(args),
+        gfpgan_dirs=list(args.gfpgan_models_path), codeformer_dirs=list(args.codeformer_models_path),
+        controlnet_dirs=list(args.controlnet_dir),
+        controlnet_annotator_dirs=list(args.controlnet_annotator_models_path), embeddings_dir=args.embeddings_dir, device=_device(args),
         precision="fp32" if args.no_half else args.precision, xformers=args.xformers, medvram=args.medvram,
         lowvram=args.lowvram, attention_slicing=args.attention_slicing, ckpt=args.ckpt,
         compile=args.compile, backend=args.backend, openvino_precision=args.openvino_precision,

@@ -32,6 +32,8 @@ class Settings:
     upscaler_dirs: list[Path] = field(default_factory=list)
     gfpgan_dirs: list[Path] = field(default_factory=list)
     codeformer_dirs: list[Path] = field(default_factory=list)
+    controlnet_dirs: list[Path] = field(default_factory=list)  # --controlnet-dir (ControlNet models)
+    controlnet_annotator_dirs: list[Path] = field(default_factory=list)  # --controlnet-annotator-models-path
     embeddings_dir: Path | None = None
     outputs_dir: Path | None = None
     # device and memory
@@ -67,6 +69,8 @@ class Settings:
     code_former_weight: float = 0.5  # CodeFormer's fidelity: 0 = the model's face, 1 = closest to the input
     grid_save: bool = True  # A1111's grid_save: save grids (a batch's, the scripts') in outputs/<mode>-grids/
     return_grid: bool = True  # A1111's return_grid: show a batch's grid first among the results
+    controlnet_unit_count: int = 3  # sd-webui-controlnet's control_net_unit_count: units in the UI's accordion
+    controlnet_cache_size: int = 2  # ControlNet models kept in RAM
     # who may change settings while running (from flags, never from the file): --freeze-settings freezes all;
     # folders are also locked when the server is reachable from other machines or with --hide-ui-dir-config
     freeze_settings: bool = False
@@ -101,6 +105,18 @@ class Settings:
         """Face restorer folders by the kind a file there is unless its name says otherwise."""
         return {"GFPGAN": [self.models_root / "GFPGAN", *map(Path, self.gfpgan_dirs)],
                 "CodeFormer": [self.models_root / "Codeformer", *map(Path, self.codeformer_dirs)]}
+
+    @property
+    def controlnet_search_dirs(self) -> list[Path]:
+        """models/ControlNet, A1111's extensions/sd-webui-controlnet/models, and --controlnet-dir."""
+        return [self.models_root / "ControlNet", self.extensions_path / "sd-webui-controlnet" / "models",
+                *map(Path, self.controlnet_dirs)]
+
+    @property
+    def controlnet_annotator_search_dirs(self) -> list[Path]:
+        """Where the preprocessors' weights are (<folder>/<kind>/<file>), A1111's extension's layout included."""
+        return [self.models_root / "annotators", *map(Path, self.controlnet_annotator_dirs),
+                self.extensions_path / "sd-webui-controlnet" / "annotator" / "downloads"]
 
     @property
     def embeddings_path(self) -> Path:
@@ -244,6 +260,8 @@ RULES = {
     "code_former_weight": _float(0, 1),
     "grid_save": _bool,
     "return_grid": _bool,
+    "controlnet_unit_count": _int(1, 10),
+    "controlnet_cache_size": _int(1, 16),
 }
 EDITABLE = tuple(RULES)
 CONFIG_ORIGIN, FLAG_ORIGIN = "config.yaml", "command line"  # Settings.origins values ("default" when absent)

@@ -33,6 +33,11 @@ _EXPORTS = {
     "NotFoundError": "webui.engine.requests", "SamplerError": "webui.engine.samplers",
     "CheckpointLoadError": "webui.engine.checkpoints.loader", "QueueFullError": "webui.engine.jobs",
     "NonFiniteOutputError": "webui.engine.generation",
+    # ControlNet: sd-webui-controlnet's unit, its API dicts and infotext
+    "ControlNetUnit": "webui.engine.controlnet.units", "controlnet_unit_from_dict": "webui.engine.controlnet.units",
+    "controlnet_units_from_params": "webui.engine.controlnet.units",
+    "CONTROL_MODES": "webui.engine.controlnet.units", "CONTROLNET_RESIZE_MODES": "webui.engine.controlnet.units",
+    "CONTROLNET_API_VERSION": "webui.engine.controlnet.manager", "UnitError": "webui.engine.controlnet.units",
 }
 __all__ = sorted(_EXPORTS)
 

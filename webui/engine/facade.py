@@ -12,6 +12,7 @@ from pathlib import Path
 from webui.engine.checkpoints.loader import CheckpointLoadError, LoadedModel
 from webui.engine.checkpoints.manager import ModelManager
 from webui.engine.checkpoints.registry import CheckpointInfo, CheckpointRegistry, HashCache
+from webui.engine.controlnet.manager import ControlNets
 from webui.engine import extras
 from webui.engine.device import DeviceConfig, select_device
 from webui.engine.extras import ExtrasRequest, ExtrasResult
@@ -67,8 +68,10 @@ class Engine:
         self.upscalers = UpscalerLibrary(settings.upscaler_search_dirs, self.device, settings.upscaler_tile,
                                          settings.upscaler_tile_overlap)
         self.faces = FaceRestorers(settings.face_model_dirs, self.device)
+        self.controlnets = ControlNets(settings.controlnet_search_dirs, settings.controlnet_annotator_search_dirs,
+                                       settings.controlnet_cache_size, settings.controlnet_unit_count)
         self.planner = Planner(settings, self.models, self.styles, self.wildcards, self.networks, self.hooks,
-                               self.upscalers, self.faces)
+                               self.upscalers, self.faces, self.controlnets)
         self.checkpoints.refresh()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
@@ -299,6 +302,26 @@ class Engine:
         kind: CodeFormer, GFPGAN, RestoreFormer."""
         return self.faces.refresh() if refresh else self.faces.installed()
 
+    # ---- ControlNet (webui/engine/controlnet) ---------------------------------------------------------
+    def controlnet_models(self, refresh: bool = False) -> list[str]:
+        """ControlNet model titles as sd-webui-controlnet lists them ("name [hash]")."""
+        return self.controlnets.model_titles(refresh)
+
+    def controlnet_modules(self, alias_names: bool = False) -> list[str]:
+        return self.controlnets.module_names(alias_names)
+
+    def controlnet_module_detail(self, alias_names: bool = False) -> dict:
+        return self.controlnets.preprocessors.detail(alias_names)
+
+    def controlnet_detect(self, module: str, images: list, processor_res: float = -1, threshold_a: float = -1,
+                          threshold_b: float = -1) -> list:
+        """The detected maps of ``images`` (PIL) with a module; an unknown module or missing weights fail now,
+        the detection runs in the job queue (a neural module uses the device)."""
+        self.controlnets.preprocessors.check(module)
+        run = self.controlnets.preprocessors.run
+        return self.queue.run("controlnet-detect", lambda state: [run(module, im, processor_res, threshold_a,
+                                                                      threshold_b) for im in images])
+
     def update_settings(self, changes: dict) -> list[str]:
         """The one way to change settings while running (Settings tab, POST /sdapi/v1/options): checked against
         one table, saved to the settings file, applied at once where possible. Returns the changed settings that
@@ -307,6 +330,8 @@ class Engine:
         self.planner.settings = self.settings
         self.models.set_cache_size(self.settings.checkpoint_cache_size)
         self.wildcards.max_combinations = self.settings.max_combinations
+        self.controlnets.cache.size = self.settings.controlnet_cache_size
+        self.controlnets.unit_count = self.settings.controlnet_unit_count
         self.upscalers.tile, self.upscalers.overlap = self.settings.upscaler_tile, self.settings.upscaler_tile_overlap
         return restart
 

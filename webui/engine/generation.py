@@ -56,6 +56,7 @@ class Batch:
     mask: Image.Image | None = None
     latent_fill: str | None = None  # inpainting: "latent noise" / "latent nothing" under the mask
     init_latents: torch.Tensor | None = None  # img2img from latents (hires fix's latent upscale)
+    control: object | None = None  # ControlNet units of this pass (controlnet.sampling.ControlSet)
 
 
 def pipeline_for(model: LoadedModel, kind: str, device: DeviceConfig):
@@ -196,7 +197,7 @@ def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, b
     the finished image; `state.interrupted` tells); None when skipped or interrupted before the first step.
     `inspector` (webui/engine/inspect/sampling.py, only for an Inspect run): its hooks around the pipeline call."""
     kind = pipeline_kind(model, batch)
-    pipe = pipeline_for(model, kind, device)
+    pipe = batch.control.pipeline(model, kind, device) if batch.control is not None else pipeline_for(model, kind, device)
     pipe.scheduler = make_scheduler(spec.choice, model.scheduler_config, model.family)
     denoised = LastDenoised(pipe.scheduler)
     # A1111 builds prompt schedules over the sampler's UNet calls (twice the steps for second-order samplers)
@@ -210,6 +211,8 @@ def sample_batch(model: LoadedModel, device: DeviceConfig, spec: SamplingSpec, b
         args["eta"] = spec.eta
     args.update(conditioning.pipeline_kwargs())
     args.update(_image_args(model, device, pipe, kind, spec, batch))
+    if batch.control is not None:
+        batch.control.finish_args(pipe, kind, spec, args)
     state.set_step(0, spec.steps if kind == "txt2img" else max(1, int(spec.steps * args["strength"])))
     pipe._interrupt = False
     if inspector is None:  # an Inspect run needs the PyTorch UNet (its hooks are attention processors)

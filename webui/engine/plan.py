@@ -42,6 +42,7 @@ class JobPlan:
     hires: HiresPlan | None = None  # the second pass (txt2img with enable_hr)
     hr_prompts: PreparedPrompts | None = None  # its own prompts (hr_prompt / hr_negative_prompt), else the job's
     faces: FacePlan | None = None  # restore_faces: which restorer, with which CodeFormer weight
+    controlnet: list = field(default_factory=list)  # the active ControlNet units (controlnet.manager.PlannedUnit)
 
     @property
     def seeds(self) -> list[int]:
@@ -60,10 +61,10 @@ class JobPlan:
 class Planner:
     """Turns requests into plans with the engine's registries (passed in, never looked up)."""
 
-    def __init__(self, settings, models, styles, wildcards, networks, hooks, upscalers, faces):
+    def __init__(self, settings, models, styles, wildcards, networks, hooks, upscalers, faces, controlnets=None):
         self.settings, self.models, self.styles = settings, models, styles
         self.wildcards, self.networks, self.hooks = wildcards, networks, hooks
-        self.upscalers, self.faces = upscalers, faces
+        self.upscalers, self.faces, self.controlnets = upscalers, faces, controlnets
 
     def plan(self, request: GenerationRequest) -> JobPlan:
         req = self.hooks.transform_request(replace(request))  # hooks change a copy, never the caller's request
@@ -78,9 +79,10 @@ class Planner:
         loras, warnings = self.networks.resolve_loras(prompts.networks + (hr_prompts.networks if hr_prompts else []))
         prompts.warnings += [w for w in warnings if w not in prompts.warnings]
         subseed = noise.fix_seed(req.subseed)
+        controlnet = self.controlnets.plan(req) if self.controlnets is not None and req.controlnet_units else []
         return JobPlan(req, "img2img" if req.is_img2img else "txt2img", checkpoint, sampler, prompts,
                        [subseed + i for i in range(len(prompts.seeds))], loras, vae, self.hooks.infotext_params(req),
-                       hires, hr_prompts, self._faces(req) if req.restore_faces else None)
+                       hires, hr_prompts, self._faces(req) if req.restore_faces else None, controlnet)
 
     def _faces(self, req: GenerationRequest) -> FacePlan:
         """A1111's face_restoration_model and code_former_weight, from override_settings or the settings; a model

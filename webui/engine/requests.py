@@ -125,6 +125,8 @@ class GenerationRequest:
     script_name: str | None = None
     script_args: list[Any] = field(default_factory=list)
     extra_generation_params: dict[str, Any] = field(default_factory=dict)  # added to every image's infotext
+    # sd-webui-controlnet's units (webui.engine.controlnet.units.ControlNetUnit; A1111: alwayson_scripts.controlnet)
+    controlnet_units: list[Any] = field(default_factory=list)
     # A1111's batch grid (the UI's; the API's when it saves; not the scripts' sub-generations): with more than one
     # image, a grid of them saved (setting grid_save) and put first among the results (setting return_grid)
     batch_grid: bool = False

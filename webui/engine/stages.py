@@ -101,7 +101,9 @@ class GenerationJob:
         self.switching = plan.hires is not None and plan.hires.checkpoint is not None
         if self.switching:
             self._check_hires_checkpoint(plan.hires)
-        self.base_params = self._params(width, height)
+        self.control, control_params = eng.controlnets.prepare(plan.controlnet, self.model, eng.device, (width, height),
+                                                               self.inits)
+        self.base_params = {**self._params(width, height), **control_params}
         self.params, size = dict(self.base_params), (width, height)
         if plan.hires is not None:
             size = hires_mod.target_size(req, width, height, eng.settings.max_image_side)
@@ -172,8 +174,15 @@ class GenerationJob:
         batch = Batch(plan.seeds[sl], plan.subseeds[sl], self.texts[sl], self.neg_texts[sl],
                       init_images=[inits[i % len(inits)] for i in range(sl.start, sl.stop)] if inits else None,
                       mask=self.inpaint.mask if self.inpaint else self.req.mask,
-                      latent_fill=self.inpaint.latent_fill if self.inpaint else None)
+                      latent_fill=self.inpaint.latent_fill if self.inpaint else None, control=self._control(False))
         return BatchWork(batch, sl.start)
+
+    def _control(self, second: bool):
+        """The ControlNet units of the first or (hires fix) second pass, at that pass's size."""
+        if self.control is None or self.plan.hires is None:
+            return self.control
+        spec = self.hr_spec if second else self.spec
+        return self.control.for_pass(second, (spec.width, spec.height))
 
     # ---- the stages: each returns False to stop this batch -------------------------------------------------
     def sample(self, work: BatchWork) -> bool:
@@ -207,7 +216,8 @@ class GenerationJob:
         if hires.checkpoint is not None:  # as A1111: the first pass decoded by its own model, then the switch
             self._switch(hires.checkpoint)
         second = replace(batch, prompts=self.hr_texts[0][work.first:work.first + len(batch.seeds)],
-                         negative_prompts=self.hr_texts[1][work.first:work.first + len(batch.seeds)], **start)
+                         negative_prompts=self.hr_texts[1][work.first:work.first + len(batch.seeds)],
+                         control=self._control(True), **start)
         hr_networks = (self.plan.hr_prompts or self.plan.prompts).networks
         self.nets.activate(hr_networks[work.first:work.first + len(batch.seeds)])
         latents = sample_batch(self.model, self.engine.device, spec, second, self.state, self._on_step)
