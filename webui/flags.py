@@ -151,7 +151,8 @@ def add_common_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
                    help="openvino: run the UNet and VAE decoder with OpenVINO on the CPU "
                         "(pip install -r requirements-openvino.txt)")
     g.add_argument("--openvino-precision", choices=["f32", "bf16"], default=d("f32"),
-                   help="OpenVINO's compute precision: f32 (as PyTorch) or bf16 (faster on CPUs with bf16, looser)")
+                   help="OpenVINO's compute precision: f32 (as PyTorch, the default) or bf16 (faster on CPUs "
+                        "with bf16, but it can change the image: check it on your model)")
     g = p.add_argument_group("checkpoints")
     g.add_argument("--ckpt", default=d(None), help="checkpoint to load first (title, name or path)")
     g.add_argument("--checkpoint-cache", default=d(None), type=_at_least_one, help="checkpoints kept in RAM (default 1)")
