@@ -54,7 +54,7 @@ CASES = [
     ("txt2img", {"script_name": "x/y/z plot"}, 422, ["X/Y/Z plot", "no X values"]),
     ("txt2img", {"script_name": "x/y/z plot", "script_args": [13, "0, 1"]}, 422, ["Sigma Churn"]),
     ("txt2img", {"script_args": [1, 2]}, 422, ["script_args"]),
-    ("txt2img", {"alwayson_scripts": {"ControlNet": {"args": []}}}, 422, ["ControlNet"]),
+    ("txt2img", {"alwayson_scripts": {"ControlNet": {"args": [{"weight": 5}]}}}, 422, ["ControlNet unit 0", "weight"]),
     ("txt2img", {"alwayson_scripts": {"ADetailer": {"args": [True, {"ad_model": "face_yolov8n.pt"}]}}}, 422,
      ["ADetailer", "not installed"]),
     ("txt2img", {"s_churn": 0.5}, 422, ["s_churn"]),

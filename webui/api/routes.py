@@ -17,6 +17,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.background import BackgroundTask
 
 from webui.api import registries, schemas, translate
+from webui.api.controlnet import ControlNetApi
 from webui.api.errors import ApiError, ApiRoute
 from webui.api.images import decode_image, encode_png, image_text_items
 from webui.api.inspect_routes import InspectApi
@@ -384,6 +385,7 @@ def mount_api(app: FastAPI, engine, auth: list[tuple[str, str]] | None = None, e
     api = SdApi(engine, auth, extensions, flags, server_control)
     app.include_router(api.router)
     app.include_router(InspectApi(engine, api.router.dependencies).router)  # /ls/v1/inspect/...
+    app.include_router(ControlNetApi(engine, api.router.dependencies).router)  # sd-webui-controlnet's /controlnet/...
     app.add_api_route("/internal/ping", ping, methods=["GET"], tags=["internal"])
     app.state.sdapi = api
     return api

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from webui.api import registries
+from webui.api import controlnet, registries
 from webui.api.errors import ApiError, unsupported, validation_message
 from webui.api.images import decode_image, encode_png, flatten
 from webui.api.options import ApiOptions, resolve_checkpoint
@@ -142,6 +142,8 @@ def _check_scripts(engine, values: dict, mode: str) -> None:
     elif args:
         raise ApiError(422, "script_args given without a script_name")
     for key, entry in (values.get("alwayson_scripts") or {}).items():
+        if isinstance(key, str) and key.lower() == "controlnet":
+            continue  # sd-webui-controlnet's units: webui/api/controlnet.py
         if not _inert(entry):
             raise ApiError(422, f"alwayson_scripts: script {key!r} is not installed here (no always-on scripts are), "
                                 f"and this entry would change the result; only entries whose units are all disabled "
@@ -190,6 +192,7 @@ def prepare(engine, options: ApiOptions, body: GenerationBody, mode: str) -> Api
         save_images=bool(values.get("save_images")) or options.always_save,
         script_name=values.get("script_name") or None, script_args=list(values.get("script_args") or []))
     request.batch_grid = request.save_images  # as A1111's API (do_not_save_grid = not save_images)
+    request.controlnet_units = controlnet.units_from_body(values)
     if mode == "txt2img" and values.get("enable_hr"):
         _hires(request, values)
     call = ApiCall(mode=mode, request=request, send_images=bool(_get(values, "send_images", True)),

@@ -25,6 +25,7 @@ from webui.ui.gallery_actions import GalleryActions, record_label, result_record
 from webui.ui.limits import BATCH_SIZE_TRACK, check_limits, limit_slider
 from webui.ui.params import has_parameters
 from webui.ui.recall import recall
+from webui.ui.controlnet_panel import ControlNetPanel
 from webui.ui.scripts_panel import ScriptsPanel
 
 POLL_SECONDS = 0.3
@@ -195,6 +196,7 @@ class GenerationPanel:
                         self.subseed_strength = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
                                                           elem_id=f"{m}_subseed_strength")
                 self.clip_skip = gr.Slider(1, 12, value=1, step=1, label="Clip skip", elem_id=f"{m}_clip_skip")
+                self.controlnet = ControlNetPanel(self.ctx.engine, m).build()
                 self.scripts = ScriptsPanel(self.ctx.engine, m).build()
             with gr.Column(scale=1, min_width=360, elem_classes="ls-results"):
                 self.status = gr.HTML(status_html("Ready"), elem_id=f"{m}_status", js_on_load=None)
@@ -297,7 +299,7 @@ class GenerationPanel:
                        self.masked_content, self.inpaint_area, self.padding}
         else:
             inputs |= {self.enable_hr, self.denoising, *self.hires.values()}
-        inputs |= {self.tiling, self.restore_faces, *self.scripts.inputs}
+        inputs |= {self.tiling, self.restore_faces, *self.scripts.inputs, *self.controlnet.inputs}
         outputs = [self.status, self.preview, self.gallery, self.infotext, self.records, self.selected, self.job_id]
         self.generate_events = [
             trigger(self.run, inputs, outputs, show_progress="hidden", concurrency_limit=None,
@@ -380,6 +382,7 @@ class GenerationPanel:
                           denoising_strength=float(data[self.denoising]), **self.inpaint_fields(data))
         check_limits(engine.settings, fields)  # above a setting's maximum: refused, with the setting's name
         fields.update(self.scripts.request_fields(data))
+        fields.update(self.controlnet.request_fields(data))
         return engine.request_defaults(**fields)
 
     def run(self, data: dict):
