@@ -26,7 +26,7 @@ def request_from_args(args: argparse.Namespace):
                            resolution=args.resolution, buckets=args.buckets, flip=args.flip,
                            gradient_checkpointing=args.gradient_checkpointing, sample_every=args.sample_every,
                            sample_prompt=args.sample_prompt, save_every=args.save_every, resume=args.resume,
-                           overwrite=args.overwrite, **extra)
+                           overwrite=args.overwrite, loss_weighting=args.loss_weighting, **extra)
 
 
 def _follow(engine, job) -> None:

@@ -44,6 +44,9 @@ def _shared(p: argparse.ArgumentParser) -> None:
     g.add_argument("--caption-extension", default=".txt")
     g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute activations to save memory (default: on for full-size models)")
+    g.add_argument("--loss-weighting", choices=["min-snr", "x0", "none"], help="per-timestep loss weights: "
+                   "min-snr (Min-SNR-5, the default for full-size models), x0 (clamp(1/SNR, 1, 100): how the built-in "
+                   "model was trained, its default), none")
     g.add_argument("--sample-every", type=int, default=0, help="save a sample image every N steps (0: none)")
     g.add_argument("--sample-prompt", default="", help="prompt of the sample images (default: the first caption)")
     g.add_argument("--save-every", type=int, default=0, help="write the file every N steps too")

@@ -93,6 +93,7 @@ class TrainLoraBody(BaseModel):
     buckets: bool = False
     flip: bool = False
     gradient_checkpointing: bool | None = None
+    loss_weighting: str | None = None
     sample_every: int = Field(0, ge=0)
     sample_prompt: str = ""
     save_every: int = Field(0, ge=0)
@@ -160,7 +161,8 @@ def lora_request(engine, body: TrainLoraBody) -> TrainingRequest:
         trigger=body.trigger, class_prompt=body.class_prompt, steps=body.steps, learning_rate=body.learning_rate,
         batch_size=body.batch_size, rank=body.rank, alpha=body.alpha, train_text_encoder=body.train_text_encoder,
         seed=body.seed, resolution=body.resolution, buckets=body.buckets, flip=body.flip,
-        gradient_checkpointing=body.gradient_checkpointing, sample_every=body.sample_every,
+        gradient_checkpointing=body.gradient_checkpointing, loss_weighting=body.loss_weighting,
+        sample_every=body.sample_every,
         sample_prompt=body.sample_prompt, save_every=body.save_every, resume=body.resume, overwrite=body.overwrite,
         checkpoint=body.sd_model_checkpoint)
 

@@ -16,6 +16,7 @@ class Defaults:
     rank: int
     alpha: float
     gradient_checkpointing: bool
+    loss_weighting: str = "min-snr"  # or "x0": clamp(1/SNR, 1, 100), how the built-in model itself was trained
 
 
 FULL = {"lora": Defaults(steps=1500, learning_rate=1e-4, batch_size=1, rank=16, alpha=8, gradient_checkpointing=True),

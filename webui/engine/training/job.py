@@ -17,6 +17,7 @@ from webui.engine.training import lora as lo
 from webui.engine.training.dataset import gather, prepare
 from webui.engine.training.defaults import training_defaults
 from webui.engine.training.request import (
+    LOSS_WEIGHTINGS,
     METHODS,
     TrainingError,
     TrainingNotFound,
@@ -77,6 +78,8 @@ def check(request: TrainingRequest) -> None:
             raise TrainingError(f"{field_name} must be between {low} and {high}, got {value}")
     if r.alpha is not None and r.alpha <= 0:
         raise TrainingError(f"alpha must be positive, got {r.alpha}")
+    if r.loss_weighting is not None and r.loss_weighting not in LOSS_WEIGHTINGS:
+        raise TrainingError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {r.loss_weighting!r}")
     if not 0 <= r.tag_dropout < 1:
         raise TrainingError(f"tag_dropout must be at least 0 and under 1, got {r.tag_dropout}")
     if r.sample_every < 0 or r.save_every < 0:
@@ -134,7 +137,8 @@ def settings_for(plan: TrainingPlan, unet) -> Settings:
     alpha = r.alpha if r.alpha is not None else (d.alpha if r.rank is None else rank)
     gc_on = d.gradient_checkpointing if r.gradient_checkpointing is None else r.gradient_checkpointing
     seed = r.seed if r.seed is not None and r.seed >= 0 else random.randrange(2**32)
-    return Settings(steps, schedule, lr, r.batch_size or d.batch_size, rank, alpha, gc_on, seed, 0)
+    return Settings(steps, schedule, lr, r.batch_size or d.batch_size, rank, alpha, gc_on, seed, 0,
+                    r.loss_weighting or d.loss_weighting)
 
 
 def native_side(model) -> int:
@@ -258,7 +262,8 @@ def _lora_metadata(plan, trainer: Trainer, model, step, started, ckpt_hash) -> d
         train_text_encoder=r.train_text_encoder, steps=step, max_steps=cfg.steps, batch_size=cfg.batch_size,
         seed=cfg.seed, optimizer=trainer.optimizer_name, mixed_precision=trainer.precision,
         gradient_checkpointing=cfg.gradient_checkpointing, noise_offset=r.noise_offset,
-        min_snr_gamma=r.min_snr_gamma, flip=r.flip, started=started)
+        min_snr_gamma=r.min_snr_gamma if cfg.loss_weighting == "min-snr" else None, flip=r.flip, started=started,
+        loss_weighting=cfg.loss_weighting)
 
 
 def _refresh(engine, method: str) -> None:

@@ -95,7 +95,7 @@ ARCHITECTURE = {"sd1": "stable-diffusion-v1/lora", "sd2": "stable-diffusion-v2-5
 def kohya_metadata(*, name, family, v_prediction, checkpoint_name, checkpoint_sha256, checkpoint_legacy_hash,
                    trigger, captions, sources, folder, resolution, buckets, rank, alpha, learning_rate, text_lr,
                    train_text_encoder, steps, max_steps, batch_size, seed, optimizer, mixed_precision,
-                   gradient_checkpointing, noise_offset, min_snr_gamma, flip, started, comment="") -> dict[str, str]:
+                   gradient_checkpointing, noise_offset, min_snr_gamma, flip, started, loss_weighting="min-snr", comment="") -> dict[str, str]:
     """kohya's `ss_*` training metadata (what A1111's LoRA cards, civitai and kohya's tools read) plus the
     modelspec keys; trigger words live in `ss_tag_frequency` (A1111 and civitai read them from there),
     `modelspec.trigger_phrase` and the training comment. Values are strings (safetensors metadata)."""
@@ -122,7 +122,7 @@ def kohya_metadata(*, name, family, v_prediction, checkpoint_name, checkpoint_sh
         "ss_optimizer": optimizer, "ss_mixed_precision": mixed_precision, "ss_cache_latents": "True",
         "ss_gradient_checkpointing": str(gradient_checkpointing), "ss_noise_offset": str(noise_offset),
         "ss_min_snr_gamma": str(min_snr_gamma) if min_snr_gamma else "None", "ss_flip_aug": str(flip),
-        "ss_clip_skip": "None", "ss_training_comment": comment or (f"Trigger word: {trigger}" if trigger else ""),
+        "ss_loss_weighting": loss_weighting, "ss_clip_skip": "None", "ss_training_comment": comment or (f"Trigger word: {trigger}" if trigger else ""),
         "ss_source_files": json.dumps(sources[:100]),
         "modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": ARCHITECTURE.get(family, family),
         "modelspec.implementation": "diffusers", "modelspec.title": name,

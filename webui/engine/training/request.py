@@ -10,6 +10,7 @@ from typing import Any
 from webui.engine.requests import NotFoundError, RequestError
 
 METHODS = ("lora", "embedding")
+LOSS_WEIGHTINGS = ("min-snr", "x0", "none")
 NAME_OK = re.compile(r"^[^/\\:*?\"<>|\x00-\x1f]+$")
 
 
@@ -53,7 +54,8 @@ class TrainingRequest:
     buckets: bool = False  # keep aspect ratios: images go to the nearest of a few sizes of about resolution**2 area
     flip: bool = False  # random horizontal flips
     noise_offset: float = 0.05
-    min_snr_gamma: float | None = 5.0  # min-SNR loss weighting (None: plain MSE)
+    loss_weighting: str | None = None  # "min-snr" (gamma below), "x0" (clamp(1/SNR, 1, 100)), "none"; default per model
+    min_snr_gamma: float = 5.0
     gradient_checkpointing: bool | None = None  # default: on for full-size models, off for small ones
     sample_every: int = 0  # steps between sample images (0: none)
     sample_prompt: str = ""  # default: the trigger word with the first caption

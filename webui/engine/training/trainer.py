@@ -36,6 +36,7 @@ class Settings:
     gradient_checkpointing: bool
     seed: int
     side: int
+    loss_weighting: str = "min-snr"
 
 
 @dataclass
@@ -236,8 +237,7 @@ class Trainer:
                 cond, added = self.conditioner.encode([self.caption(i, augment=True) for i in idx],
                                                       [self.images[i].image.size for i in idx])
             loss = denoise_loss(self.unet, self.noise_scheduler, latents, cond, self.generator,
-                                offset_noise=self.request.noise_offset, min_snr_gamma=self.request.min_snr_gamma,
-                                added_cond=added)
+                                offset_noise=self.request.noise_offset, added_cond=added, **self.weighting())
         if not torch.isfinite(loss):
             raise TrainingError(f"The loss became {loss.item()} at step {step + 1}: lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
@@ -249,6 +249,12 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
         return float(loss.detach())
+
+    def weighting(self) -> dict:
+        w = self.cfg.loss_weighting
+        if w == "x0":
+            return {"max_weight": 100.0}
+        return {"min_snr_gamma": self.request.min_snr_gamma} if w == "min-snr" else {}
 
     def run(self, start: int, on_save) -> bool:
         """Steps `start`..steps; returns True when interrupted. `on_save(step)` writes the file."""
