@@ -4,19 +4,27 @@ set; the compile once per size and start), and the PSNR of the fast path's image
 the same seed. Target: fast path at or under 0.7x the raw diffusers time after the export.
 
     python bench/make_random_checkpoint.py --family sd1 --out bench/sd15-random-0.safetensors
-    nice -n 5 python bench/cpu_fastpath.py --ckpt bench/sd15-random-0.safetensors --sizes 256 512 --precision bf16
+    nice -n 5 python bench/cpu_fastpath.py --ckpt bench/sd15-random-0.safetensors --sizes 256 512 [--precision bf16]
 """
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds scripts named like standard modules (inspect.py): never import from this folder by accident
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import dataclasses
 import statistics
 import tempfile
 import time
-from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-from side_by_side import NEGATIVE, PROMPT
+
+PROMPT, NEGATIVE = "a small red circle at the top left on a blue background", "green"  # as side_by_side.py
 
 
 def psnr(a, b) -> float:
@@ -42,7 +50,9 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rounds", type=int, default=1, help="timed rounds per side after the first use")
-    p.add_argument("--precision", choices=["f32", "bf16"], default="bf16")
+    p.add_argument("--precision", choices=["f32", "bf16"], default="f32")
+    p.add_argument("--data-dir", type=Path, help="reuse this folder's cache/openvino (default: a fresh one, so the "
+                   "export is measured)")
     a = p.parse_args()
 
     import torch
@@ -52,7 +62,7 @@ def main() -> None:
     from webui.settings import Settings
 
     ckpt = Path(a.ckpt).resolve()
-    data = Path(tempfile.mkdtemp(prefix="ls-fastpath-"))  # a fresh cache/openvino: the export is measured
+    data = a.data_dir or Path(tempfile.mkdtemp(prefix="ls-fastpath-"))  # fresh: the export is measured
     engine = Engine(Settings(data_dir=data, device="cpu", backend="openvino", openvino_precision=a.precision,
                              ckpt_dirs=[ckpt.parent], outputs_dir=data / "outputs"))
     model = engine.load_checkpoint(ckpt.stem)
