@@ -37,7 +37,7 @@ SOFT_DECAY = 0.825  # the original ControlNet's guess-mode weights: 0.825 ** (12
 class UnitNet(torch.nn.Module):
     """One unit's ControlNetModel as diffusers' MultiControlNetModel calls it, with the unit's control mode.
     Counts the steps it ran with control (``steps_applied``); a step with scale 0 (outside guidance start/end)
-    adds zeros without running the model."""
+    adds zeros without running the model (except the job's first such step, which learns the residuals' shapes)."""
 
     def __init__(self, net, soft: bool = False, cond_only: bool = False):
         super().__init__()
