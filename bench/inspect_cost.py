@@ -7,8 +7,8 @@
 * attention memory stays bounded: the maps kept are one running sum [tokens, latent h, latent w] whatever the
   number of steps (10 vs 40 steps), growing only with the latent's area; on CUDA also the peak allocated memory.
 
-    python bench/inspect.py                       # the built-in model at its native size
-    python bench/inspect.py --size 256 --steps 20 --rounds 5
+    python bench/inspect_cost.py                       # the built-in model at its native size
+    python bench/inspect_cost.py --size 256 --steps 20 --rounds 5
 """
 from __future__ import annotations
 
