@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(command, *args):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "app.py", command, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
 
 
 def images(folder: Path, n=2) -> Path:

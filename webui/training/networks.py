@@ -8,7 +8,12 @@ import torch
 from tqdm import tqdm
 
 from webui.engine.training.embedding import TokenInjector
-from webui.engine.training.lora import LORA_TARGETS, LORA_TE_TARGETS, add_lora, peft_to_kohya
+from webui.engine.training.lora import (
+    LORA_TARGETS,
+    LORA_TE_TARGETS,
+    add_lora,
+    peft_to_kohya,
+)
 from webui.training import shapes
 from webui.training.objective import diffusion_loss, lr_at, tokenize
 
