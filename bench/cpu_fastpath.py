@@ -8,17 +8,13 @@ the same seed. Target: fast path at or under 0.7x the raw diffusers time after t
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/ holds scripts named like standard modules (inspect.py): never import from this folder by accident
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import dataclasses
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -12,21 +12,17 @@ pipeline with Euler on the same modules.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/ holds scripts named like standard modules (inspect.py): never import from this folder by accident
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import gc
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
