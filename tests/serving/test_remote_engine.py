@@ -108,6 +108,9 @@ def test_engine_work_not_forwarded_yet_is_a_clear_501_never_run_in_the_ingress(c
     with pytest.raises(ApiError) as caught:
         remote.submit_inspect(object())
     assert caught.value.status_code == 501 and "submit_inspect" in caught.value.detail
+    with pytest.raises(ApiError) as caught:
+        remote.create_embedding("x")
+    assert caught.value.status_code == 501 and "create_embedding" in caught.value.detail
     with pytest.raises(AttributeError):
         remote.no_such_method  # noqa: B018 - only the protocol's names are answered
 

@@ -168,11 +168,9 @@ def lora_request(engine, body: TrainLoraBody) -> TrainingRequest:
 
 
 def add_training_routes(api) -> None:
-    """Register the routes on the SdApi's router (`api.engine`, `api._wait`). An engine that cannot train (the
-    Ray Serve ingress's RemoteEngine) gets none: the paths are 404s there."""
+    """Register the routes on the SdApi's router (`api.engine`, `api._wait`). The Ray Serve ingress's engine
+    answers them with a 501 (training is not forwarded to replicas yet)."""
     engine = api.engine
-    if not hasattr(engine, "submit_training"):
-        return
 
     def create_embedding(body: CreateEmbeddingBody) -> dict:
         path = engine.create_embedding(body.name, body.num_vectors_per_token, body.init_text, body.overwrite_old)
