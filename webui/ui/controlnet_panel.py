@@ -1,12 +1,14 @@
 """The ControlNet accordion of txt2img and img2img: sd-webui-controlnet's units (the setting
 controlnet_unit_count, 3 by default), each with its image, preprocessor, model and settings, and a preview of the
-preprocessed image. `request_fields(data)` gives the request's controlnet_units."""
+preprocessed image. `request_fields(data)` gives the request's controlnet_units; `paste_values(params)` sets the
+units from a pasted infotext's "ControlNet N" entries."""
 from __future__ import annotations
 
 import gradio as gr
 from PIL import Image
 
-from webui.engine import CONTROL_MODES, CONTROLNET_RESIZE_MODES, ControlNetUnit, EngineError
+from webui.engine import (CONTROL_MODES, CONTROLNET_RESIZE_MODES, ControlNetUnit, EngineError,
+                          controlnet_units_from_params)
 
 NONE = "None"
 
@@ -85,3 +87,38 @@ class ControlNetPanel:
             units.append(ControlNetUnit(image=image.convert("RGB") if image is not None else None,
                                         **{k: v for k, v in values.items() if v is not None}))
         return {"controlnet_units": units} if units else {}
+
+    # ---- pasting parameters -----------------------------------------------------------------------------
+    def paste_outputs(self) -> list:
+        """The unit controls a pasted infotext sets (all but the control image and its preview)."""
+        return [comp for unit in self.units for name, comp in unit.items() if name != "image"]
+
+    def paste_values(self, params: dict) -> tuple[list, list[str]]:
+        """Values for `paste_outputs()` from a parsed infotext, and notes on what could not be set. Units are
+        filled in the order written; the units after them are disabled; no ControlNet entry leaves all alone."""
+        written = controlnet_units_from_params(params)
+        if not written:
+            return [gr.skip()] * len(self.paste_outputs()), []
+        models, notes, values = self.engine.controlnet_models(), [], []
+        for i, comps in enumerate(self.units):
+            unit = dict(written[i]) if i < len(written) else {"enabled": False}
+            if "model" in unit:
+                unit["model"] = _installed(str(unit["model"]), models, notes, i)
+            if not isinstance(unit.get("processor_res"), int) or unit["processor_res"] < 64:
+                unit.pop("processor_res", None)  # -1 (the module's default) is not a slider value
+            values += [unit.get(name, gr.skip()) for name in comps if name != "image"]
+        if len(written) > len(self.units):
+            notes.append(f"ControlNet units past {len(self.units)} (the setting controlnet_unit_count)")
+        return values, notes
+
+
+def _installed(title: str, models: list[str], notes: list[str], index: int) -> str:
+    """The installed model a pasted "name [hash]" means: the same title, else the same name; else None + a note."""
+    if title in models or title == NONE:
+        return title
+    name = title.split(" [")[0]
+    same = [m for m in models if m.split(" [")[0] == name]
+    if same:
+        return same[0]
+    notes.append(f"ControlNet {index}: model {title} (not installed)")
+    return NONE

@@ -18,6 +18,7 @@ from PIL import Image
 
 from webui.engine import (LATENT_MODES, MASKED_CONTENT, RESIZE_MODES, CheckpointLoadError,
                           QueueFullError, RequestError, SamplerError)
+from webui.engine.infotext import parse_infotext
 from webui.engine.samplers import sampler_names, schedule_names
 from webui.ui.context import UiContext
 from webui.ui.extra_networks import ExtraNetworksPanel
@@ -466,7 +467,8 @@ class GenerationPanel:
 
     # ---- pasting parameters ---------------------------------------------------------------------------
     def paste_outputs(self) -> list:
-        return [*self.fields.values(), self.variation, self.status, self.paste_target]
+        return [*self.fields.values(), *self.controlnet.paste_outputs(), self.variation, self.status,
+                self.paste_target]
 
     def paste_values(self, infotext: str | None) -> list:
         """Values for `paste_outputs()` from an infotext (fields it does not mention are left alone): the
@@ -475,12 +477,14 @@ class GenerationPanel:
         if not has_parameters(infotext):
             note = status_html("No generation parameters found: paste an image's infotext (prompt, then a line "
                                "like 'Steps: 20, Sampler: Euler a, ...') into the prompt box", "warn")
-            return [*[gr.skip()] * (len(self.fields) + 1), note, None]
+            return [*[gr.skip()] * (len(self.paste_outputs()) - 2), note, None]
         rec = recall(infotext, self.ctx.engine, self.mode, self.fields)
         values = rec.fields
+        control, notes = self.controlnet.paste_values(parse_infotext(infotext, defaults=False))
+        rec.notes += notes
         opened = gr.Accordion(open=True) if values.get("subseed_strength", 0) > 0 else gr.skip()
         text, kind = rec.notice()
-        return [*(values.get(key, gr.skip()) for key in self.fields), opened, status_html(text, kind),
+        return [*(values.get(key, gr.skip()) for key in self.fields), *control, opened, status_html(text, kind),
                 {"checkpoint": rec.checkpoint, "vae": rec.vae}]
 
     def paste_from_prompt(self, prompt: str | None, last: str | None) -> list:

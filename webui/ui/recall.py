@@ -199,7 +199,8 @@ def _leftover(rec: Recall, written: dict) -> None:
     seen: list[str] = []
     for key in written:
         name = key[:-2] if key.endswith(("-1", "-2")) else key
-        if key not in HANDLED and name not in seen:
+        # "ControlNet N" entries are restored by the ControlNet accordion (controlnet_panel.py)
+        if key not in HANDLED and not key.startswith("ControlNet ") and name not in seen:
             seen.append(name)
     rec.informational = [k for k in seen if k in INFORMATIONAL]
     rec.unsupported = [k for k in seen if k not in INFORMATIONAL]
