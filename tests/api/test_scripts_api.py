@@ -132,9 +132,19 @@ def test_alwayson_scripts_with_every_unit_disabled_are_accepted(server):
 
 
 def test_alwayson_scripts_that_would_change_the_result_are_refused_by_name(server):
+    args = [{"enabled": False}, {"enabled": True, "ad_model": "face_yolov8n.pt", "ad_prompt": "x" * 50}]
+    r = post(server, "txt2img", {**GEN, "alwayson_scripts": {"ADetailer": {"args": args}}})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "ADetailer" in detail and "not installed" in detail and "face_yolov8n" not in detail and "xxxx" not in detail
+    assert server.engine.queue.waiting == 0
+
+
+def test_a_controlnet_unit_with_a_bad_image_is_refused_by_unit_and_field(server):
+    """ControlNet is built in (webui/api/controlnet.py): a bad unit is a 422 naming it, never echoing the data."""
     units = [{"enabled": False}, {"enabled": True, "module": "canny", "input_image": "x" * 50}]
     r = post(server, "txt2img", {**GEN, "alwayson_scripts": {"ControlNet": {"args": units}}})
     assert r.status_code == 422
     detail = r.json()["detail"]
-    assert "ControlNet" in detail and "not installed" in detail and "canny" not in detail and "xxxx" not in detail
+    assert "ControlNet unit 1 image" in detail and "xxxx" not in detail
     assert server.engine.queue.waiting == 0

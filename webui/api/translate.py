@@ -132,8 +132,8 @@ def _check_unsupported(values: dict, table) -> None:
 
 
 def _check_scripts(engine, values: dict, mode: str) -> None:
-    """script_name must name a script of this tab (A1111: 422); alwayson_scripts may only hold entries that change
-    nothing, since none are installed: an entry whose units are all disabled (bots send ControlNet's so)."""
+    """script_name must name a script of this tab (A1111: 422); alwayson_scripts other than ControlNet (built in)
+    may only hold entries that change nothing, since none are installed: an entry whose units are all disabled."""
     name, args = values.get("script_name"), values.get("script_args")
     if name:
         if not isinstance(name, str) or name.strip().lower() not in engine.list_scripts(mode):
@@ -145,7 +145,8 @@ def _check_scripts(engine, values: dict, mode: str) -> None:
         if isinstance(key, str) and key.lower() == "controlnet":
             continue  # sd-webui-controlnet's units: webui/api/controlnet.py
         if not _inert(entry):
-            raise ApiError(422, f"alwayson_scripts: script {key!r} is not installed here (no always-on scripts are), "
+            raise ApiError(422, f"alwayson_scripts: script {key!r} is not installed here (of the always-on "
+                                f"scripts only ControlNet is built in), "
                                 f"and this entry would change the result; only entries whose units are all disabled "
                                 f"(\"enabled\": false) are accepted")
 
