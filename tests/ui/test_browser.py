@@ -344,7 +344,11 @@ def test_queue_position_and_full_message(page, app):
             post("/sdapi/v1/interrupt")
             time.sleep(0.3)
 
-    threads = api_jobs(3)  # one running, two waiting: full
+    # one running, two waiting: full. The first must have started before the others are sent: three sent at once
+    # can find the worker not yet holding the first, and the third is then refused as the queue's third job
+    threads = api_jobs(1)
+    wait_until(lambda s: s["job"] and s["queued"] == 0)
+    threads += api_jobs(2)
     wait_until(lambda s: s["job"] and s["queued"] == 2)
     page.locator("#txt2img_generate").click()
     status = wait_status(page, "txt2img", r"queue is full", timeout=30_000)

@@ -260,6 +260,27 @@ def test_whole_ui_builds_and_shows_the_settings_notice(engine):
         assert elem in config, elem
 
 
+def test_every_child_of_a_tab_bar_is_a_tab(engine):
+    """Gradio's page numbers a tab by its place among all children of its gr.Tabs: one other component there (a
+    gr.State made after a `with gr.Tab` ended) shifts the tabs after it, and one tab button then shows another's
+    content (the Extensions button opened the Greeter tab)."""
+    from webui.ui import UiContext, build_ui
+
+    config = build_ui(UiContext(engine)).get_config_file()
+    types = {c["id"]: c["type"] for c in config["components"]}
+    strays = []
+
+    def walk(node):
+        for child in node.get("children", []):
+            if types.get(node["id"]) == "tabs" and types[child["id"]] != "tabitem":
+                strays.append((node["id"], types[child["id"]]))
+            walk(child)
+
+    walk(config["layout"])
+    assert sum(t == "tabs" for t in types.values()) >= 2
+    assert strays == []
+
+
 def test_app_routes_auth_and_file_access(engine, data_dir):
     """The whole app through FastAPI's test client: with --auth the UI and the API refuse strangers; with the log-in
     both answer; config.yaml and model files are not served."""

@@ -166,7 +166,9 @@ def build(ctx: UiContext) -> None:
                                elem_id="train_loss")
             samples = gr.Gallery(label="Samples", columns=4, height=320, elem_id="train_samples",
                                  format="png", interactive=False)
-    job_id = gr.State(None)
+            # inside the tab: a component directly under gr.Tabs shifts the index Gradio's page gives the tabs
+            # after it, and the Extensions tab button then opened the extension's tab
+            job_id = gr.State(None)
 
     def switch(choice):
         return gr.Group(visible=choice == "LoRA"), gr.Group(visible=choice != "LoRA")
