@@ -75,7 +75,8 @@ class Job:
 
 class JobQueue:
     def __init__(self, maxsize: int = 32):
-        self._q: queue.Queue[Job | None] = queue.Queue(maxsize=maxsize)
+        self.maxsize = maxsize  # jobs that may wait behind the running one
+        self._q: queue.Queue[Job | None] = queue.Queue()
         self._ids = itertools.count(1)
         self._pending: list[Job] = []
         self._lock = threading.Lock()
@@ -87,11 +88,12 @@ class JobQueue:
     def submit(self, kind: str, fn: Callable[[JobState], Any]) -> Job:
         job = Job(JobState(next(self._ids), kind), fn)
         with self._lock:
-            try:
-                self._q.put_nowait(job)
-            except queue.Full:
-                raise QueueFullError(f"The queue is full ({self._q.maxsize} jobs waiting); try again later") from None
+            # counted under the lock, not by a bounded queue: a job the idle worker has not taken yet is about to
+            # run, so a burst onto an idle worker gets maxsize waiting jobs besides the one that starts
+            if len(self._pending) >= self.maxsize + (self.current is None):
+                raise QueueFullError(f"The queue is full ({self.maxsize} jobs waiting); try again later")
             self._pending.append(job)
+            self._q.put_nowait(job)
         return job
 
     def run(self, kind: str, fn: Callable[[JobState], Any], timeout: float | None = None):
