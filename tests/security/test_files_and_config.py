@@ -108,6 +108,6 @@ def test_app_starts_and_generates_with_a_cut_settings_file(tmp_path, api_models)
     try:
         result = engine.generate(engine.request_defaults(prompt="a cat", steps=1, width=64, height=64, seed=3))
         assert len(result.images) == 1 and result.paths[0].exists()
-        assert engine.queue._q.maxsize == 32  # bounded
+        assert engine.queue.maxsize == 32  # bounded
     finally:
         engine.close()
